@@ -8,6 +8,7 @@ the search space and the training loop all share one definition.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,15 +25,19 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _is_integer(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def _check_fraction(name: str, value: object, kind: str) -> None:
     if not _is_number(value) or not 0.0 < value < 1.0:  # type: ignore[operator]
-        raise ScheduleError(f"{name} must be a number in (0, 1) for schedule {kind!r}, got {value!r}")
+        raise ScheduleError(f"{name} must be in (0, 1) for schedule {kind!r}, got {value!r}")
 
 
 def _check_steps(step: int, total_steps: int) -> None:
-    if not isinstance(total_steps, int) or isinstance(total_steps, bool) or total_steps < 1:
+    if not _is_integer(total_steps) or total_steps < 1:
         raise ScheduleError(f"total_steps must be an integer >= 1, got {total_steps!r}")
-    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+    if not _is_integer(step) or step < 0:
         raise ScheduleError(f"step must be an integer >= 0, got {step!r}")
 
 
@@ -120,12 +125,12 @@ class LRSchedule:
             raise ScheduleError(f"warmup only applies to 'warmup_cosine', not {self.kind!r}")
 
     def warmup_steps(self, total_steps: int) -> int:
-        """How many leading steps warm up (0 unless warmup_cosine, then at least 1)."""
+        """How many leading steps warm up: ceil(warmup · T), below T so the peak is reached."""
         _check_steps(0, total_steps)
-        return math.ceil(self.warmup * total_steps)
+        return min(math.ceil(self.warmup * total_steps), total_steps - 1)
 
     def multiplier(self, step: int, total_steps: int) -> float:
-        """The factor on the base lr at `step` (0-based) of `total_steps`; steps past the end clamp."""
+        """The factor on the base lr at `step` (0-based) of `total_steps`; later steps clamp."""
         _check_steps(step, total_steps)
         if self.kind == "constant":
             return 1.0
@@ -133,6 +138,5 @@ class LRSchedule:
         if step < warm:
             # nanoGPT's (it + 1) / (warmup + 1): starts near 0 without a zero-lr step
             return (step + 1) / (warm + 1)
-        decay_steps = total_steps - warm
-        progress = 1.0 if decay_steps <= 0 else min(1.0, (step - warm) / decay_steps)
+        progress = min(1.0, (step - warm) / (total_steps - warm))
         return 0.5 * (1.0 + math.cos(math.pi * progress))
