@@ -1,0 +1,66 @@
+"""The names a StudySpec is validated against, kept here so `studies` never imports torch.
+
+`workers` owns the implementations (datasets, models, optimizers, metrics); a test checks that
+these tuples equal the registries there, so a name cannot be added on one side only.
+"""
+
+from __future__ import annotations
+
+from studies.schedules import DECAY_SCHEDULES, LR_SCHEDULES
+
+DATASET_NAMES = ("mnist1d", "digits", "mnist", "fashion_mnist", "cifar10", "cifar100")
+MODEL_NAMES = ("mlp", "cnn1d", "cnn", "resnet20", "resnet18")
+
+FAMILIES = ("none", "l2", "decoupled", "pwd", "lp_coupled")
+BASE_OPTIMIZERS = ("sgd", "adam")
+DECAY_SCALES = ("lr", "schedule")
+# the families whose step uses the norm exponent p (SCIENCE.md §1)
+FAMILIES_WITH_P = ("pwd", "lp_coupled")
+# the families on which λ has any effect
+FAMILIES_WITH_LAMBDA = ("l2", "decoupled", "pwd", "lp_coupled")
+
+SAMPLER_NAMES = ("tpe", "random", "grid", "cmaes", "qmc", "nsga2")
+SCHEDULER_NAMES = ("asha", "median", "none")
+
+# equal to workers.metrics.SPARSITY_THRESHOLDS (a test checks it)
+SPARSITY_THRESHOLDS = (1e-10, 1e-8, 1e-6, 1e-4, 1e-3)
+
+
+def threshold_metric_name(tau: float) -> str:
+    """The metric name of the sparsity at `tau`, e.g. `sparsity@1e-08`."""
+    return f"sparsity@{tau:.0e}"
+
+
+# what a finished trial reports, with the direction that is "better" (None: no natural one)
+FINAL_METRICS: dict[str, str | None] = {
+    "val_acc": "max",
+    "val_loss": "min",
+    "train_acc": "max",
+    "train_loss": "min",
+    "test_acc": "max",
+    "pruned_val_acc": "max",
+    "sparsity": "max",
+    **{threshold_metric_name(tau): "max" for tau in SPARSITY_THRESHOLDS},
+    "zero_frac": "max",
+    "weight_norm": "min",
+    "angular_update": None,
+}
+OBJECTIVE_METRICS = tuple(FINAL_METRICS)
+
+__all__ = [
+    "BASE_OPTIMIZERS",
+    "DATASET_NAMES",
+    "DECAY_SCALES",
+    "DECAY_SCHEDULES",
+    "FAMILIES",
+    "FAMILIES_WITH_LAMBDA",
+    "FAMILIES_WITH_P",
+    "FINAL_METRICS",
+    "LR_SCHEDULES",
+    "MODEL_NAMES",
+    "OBJECTIVE_METRICS",
+    "SAMPLER_NAMES",
+    "SCHEDULER_NAMES",
+    "SPARSITY_THRESHOLDS",
+    "threshold_metric_name",
+]
