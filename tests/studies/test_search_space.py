@@ -1,0 +1,187 @@
+"""The spec's space in a real Optuna study: conditional parameters, samplers, trial configs."""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+from typing import Any
+
+import optuna
+import pytest
+
+from studies.schedules import DecaySchedule, LRSchedule
+from studies.search_space import (
+    SAMPLERS,
+    directions,
+    make_sampler,
+    resolve_config,
+    suggest,
+)
+from studies.spec import StudySpec
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+CONDITIONAL: dict[str, Any] = {
+    "name": "conditional",
+    "task": {"dataset": "digits", "model": "mlp", "epochs": 10, "lr": 1e-3},
+    "regularizer": {"family": "pwd", "lambda": 1e-3},
+    "space": {
+        "family": {"type": "categorical", "choices": ["pwd", "lp_coupled", "decoupled", "l2"]},
+        "p": {"type": "float", "low": 0.5, "high": 2.0, "when": {"family": ["pwd", "lp_coupled"]}},
+        "lambda": {"type": "float", "low": 1e-5, "high": 1e-1, "log": True},
+        "schedule": {"type": "categorical", "choices": ["full", "early", "late", "none"]},
+        "until": {"type": "float", "low": 0.1, "high": 0.6, "when": {"schedule": "early"}},
+        "from": {
+            "type": "categorical",
+            "choices": [0.25, 0.5, 0.75],
+            "when": {"schedule": "late"},
+        },
+        "batch_size": {"type": "int", "low": 32, "high": 256, "log": True},
+    },
+    "search": {"n_trials": 80, "seed": 7},
+}
+CONFIG_KEYS = {
+    "dataset", "model", "model_options", "epochs", "batch_size", "optimizer", "lr", "momentum",
+    "nesterov", "lr_schedule", "warmup", "family", "lam", "p", "schedule", "until", "start",
+    "decay_scale", "decay_all_params", "seed", "val_fraction", "download", "augment",
+}  # fmt: skip
+
+
+def _run(spec: StudySpec, n_trials: int) -> list[tuple[dict[str, Any], optuna.trial.FrozenTrial]]:
+    """Ask/tell `n_trials` trials with the spec's sampler; the objective is a fake score."""
+    study = optuna.create_study(directions=directions(spec), sampler=make_sampler(spec))
+    seen = []
+    for _ in range(n_trials):
+        trial = study.ask()
+        params = suggest(trial, spec)
+        values = [float(len(params))] * len(spec.objectives)
+        study.tell(trial, values if len(values) > 1 else values[0])
+        seen.append((params, study.trials[-1]))
+    return seen
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random"])
+def test_conditional_params_appear_exactly_when_their_condition_holds(sampler: str) -> None:
+    spec = StudySpec.model_validate({**CONDITIONAL, "search": {"sampler": sampler, "seed": 7}})
+    trials = _run(spec, 80)
+    for params, frozen in trials:
+        assert frozen.params == params  # what Optuna stored is what the trial gets
+        assert ("until" in params) == (params["schedule"] == "early")
+        assert ("from" in params) == (params["schedule"] == "late")
+        assert ("p" in params) == (params["family"] in ("pwd", "lp_coupled"))
+    # over 80 trials every branch was taken, so the assertions above were exercised
+    assert {p["schedule"] for p, _ in trials} == {"full", "early", "late", "none"}
+    assert {p["family"] for p, _ in trials} == {"pwd", "lp_coupled", "decoupled", "l2"}
+
+
+def test_every_sampled_config_builds_valid_schedules() -> None:
+    spec = StudySpec.model_validate(CONDITIONAL)
+    for replicate, (params, _) in enumerate(_run(spec, 40)):
+        config = resolve_config(spec, params, seed=replicate)
+        assert set(config) == CONFIG_KEYS
+        assert config["seed"] == replicate
+        schedule = DecaySchedule(config["schedule"], config["until"], config["start"])
+        assert 0.0 <= schedule.multiplier(0, 100) <= 1.0
+        LRSchedule(config["lr_schedule"], config["warmup"])
+        assert 32 <= config["batch_size"] <= 256 and isinstance(config["batch_size"], int)
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        # nothing searched: the fixed values of task and regularizer
+        (
+            {},
+            {"family": "pwd", "lam": 1e-3, "p": 0.8, "schedule": "early", "until": 0.3,
+             "start": None, "lr": 1e-3, "batch_size": 64},
+        ),
+        # searched values win over fixed ones, under the spec's names (lambda, from)
+        (
+            {"lambda": 0.05, "schedule": "late", "from": 0.5, "lr": 3e-4, "batch_size": 128},
+            {"family": "pwd", "lam": 0.05, "p": 0.8, "schedule": "late", "until": None,
+             "start": 0.5, "lr": 3e-4, "batch_size": 128},
+        ),
+        # a fixed until does not leak into a trial whose schedule does not use it
+        (
+            {"schedule": "full", "family": "decoupled"},
+            {"family": "decoupled", "lam": 1e-3, "p": 0.8, "schedule": "full", "until": None,
+             "start": None, "lr": 1e-3, "batch_size": 64},
+        ),
+    ],
+)  # fmt: skip
+def test_resolve_config_merges_fixed_and_searched(
+    params: dict[str, Any], expected: dict[str, Any]
+) -> None:
+    spec = StudySpec.model_validate(
+        {
+            "name": "fixed",
+            "task": {"dataset": "mnist1d", "model": "cnn1d", "batch_size": 64, "lr": 1e-3},
+            "regularizer": {"family": "pwd", "lambda": 1e-3, "p": 0.8, "schedule": "early",
+                            "until": 0.3, "from": 0.5},
+            "space": {"schedule": {"type": "categorical", "choices": ["full", "early", "late"]}},
+        }
+    )  # fmt: skip
+    config = resolve_config(spec, params, seed=3)
+    assert {k: config[k] for k in expected} == expected
+    assert config["dataset"] == "mnist1d" and config["model"] == "cnn1d"
+
+
+RANGES = {
+    "p": {"type": "float", "low": 0.5, "high": 2.0},
+    "lambda": {"type": "float", "low": 1e-5, "high": 1e-1, "log": True},
+}
+SAMPLER_SPECS: list[tuple[str, dict[str, Any], list[dict[str, str]]]] = [
+    ("tpe", CONDITIONAL["space"], [{"metric": "val_acc"}]),
+    ("random", CONDITIONAL["space"], [{"metric": "val_acc"}]),
+    ("cmaes", RANGES, [{"metric": "val_acc"}]),
+    ("qmc", RANGES, [{"metric": "val_acc"}, {"metric": "sparsity"}]),
+    ("nsga2", CONDITIONAL["space"], [{"metric": "val_acc"}]),
+    ("nsga2", CONDITIONAL["space"], [{"metric": "val_acc"}, {"metric": "sparsity"}]),
+    ("tpe", CONDITIONAL["space"], [{"metric": "val_acc"}, {"metric": "weight_norm"}]),
+]
+
+
+def test_every_registered_sampler_is_covered() -> None:
+    assert {name for name, *_ in SAMPLER_SPECS} | {"grid"} == set(SAMPLERS)
+
+
+@pytest.mark.parametrize(("sampler", "space", "objectives"), SAMPLER_SPECS)
+def test_sampler_runs_a_study_and_is_reproducible(
+    sampler: str, space: dict[str, Any], objectives: list[dict[str, str]]
+) -> None:
+    data = {**CONDITIONAL, "space": space, "objectives": objectives,
+            "search": {"sampler": sampler, "n_trials": 12, "seed": 3}}  # fmt: skip
+    spec = StudySpec.model_validate(data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Optuna's experimental-feature notices
+        first = [params for params, _ in _run(spec, 12)]
+        again = [params for params, _ in _run(spec, 12)]
+    assert first == again  # the spec's seed makes a study repeatable
+    assert len({tuple(sorted(p.items())) for p in first}) > 1
+
+
+def test_default_sampler_is_nsga2_for_several_objectives_and_tpe_for_one() -> None:
+    two = [{"metric": "val_acc"}, {"metric": "sparsity"}]
+    multi = StudySpec.model_validate({**CONDITIONAL, "objectives": two})
+    assert isinstance(make_sampler(multi), optuna.samplers.NSGAIISampler)
+    assert directions(multi) == ["maximize", "maximize"]
+    single = StudySpec.model_validate({**CONDITIONAL, "objectives": [{"metric": "val_loss"}]})
+    assert isinstance(make_sampler(single), optuna.samplers.TPESampler)
+    assert directions(single) == ["minimize"]
+
+
+def test_grid_sampler_visits_every_grid_point_once() -> None:
+    spec = StudySpec.model_validate(
+        {
+            **CONDITIONAL,
+            "space": {
+                "p": {"type": "float", "low": 0.5, "high": 1.5, "step": 0.25},
+                "lambda": {"type": "categorical", "choices": [1e-4, 1e-3]},
+                "batch_size": {"type": "int", "low": 32, "high": 64, "step": 32},
+            },
+            "search": {"sampler": "grid", "n_trials": 20},
+        }
+    )
+    visited = {(p["p"], p["lambda"], p["batch_size"]) for p, _ in _run(spec, 20)}
+    expected = set(itertools.product([0.5, 0.75, 1.0, 1.25, 1.5], [1e-4, 1e-3], [32, 64]))
+    assert visited == expected
