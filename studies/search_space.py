@@ -7,6 +7,7 @@ holds, in an order where every condition is known before the parameter that depe
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -109,8 +110,11 @@ class AskTellGridSampler(optuna.samplers.GridSampler):
 
 
 def _tpe(spec: StudySpec) -> optuna.samplers.BaseSampler:
-    # group=True lets multivariate TPE model each conditional sub-space (e.g. early + until)
-    return optuna.samplers.TPESampler(seed=spec.search.seed, multivariate=True, group=True)
+    # group=True lets multivariate TPE model each conditional sub-space (e.g. early + until);
+    # it is stable in practice but still flagged experimental, which would warn on every study
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(seed=spec.search.seed, multivariate=True, group=True)
 
 
 def _nsga2(spec: StudySpec) -> optuna.samplers.BaseSampler:
