@@ -12,6 +12,7 @@ import os
 import pickle
 import random
 import tempfile
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,7 +110,7 @@ def _read_npz(path: Path) -> dict[str, np.ndarray] | None:
     try:
         with np.load(path) as archive:
             return {key: archive[key] for key in ("x", "y", "x_test", "y_test")}
-    except (OSError, KeyError, ValueError):
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
         return None  # missing or damaged cache: regenerate
 
 
@@ -119,7 +120,7 @@ def _write_npz_atomically(path: Path, arrays: dict[str, np.ndarray]) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **arrays)
+            np.savez(handle, allow_pickle=False, **arrays)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
