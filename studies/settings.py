@@ -55,6 +55,10 @@ def ray_environment(home: Path) -> dict[str, str]:
         "RAY_USAGE_STATS_ENABLED": "0",
         "RAY_AUTH_MODE": "disabled",
         "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
+        # objectives such as test_acc arrive with the last epoch only
+        "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1",
+        # the driver turns SIGINT/SIGTERM into a cancelled study itself
+        "TUNE_DISABLE_SIGINT_HANDLER": "1",
     }
 
 
