@@ -58,14 +58,16 @@ def decayed_parameters(model: nn.Module, decay_all_params: bool = False) -> Name
 
 
 def pwd_factor(weight: Tensor, coef: float, p: float) -> Tensor:
-    """The pWD factor 1 / (1 + coef·|w|^(p−2)) per element, in float32 or wider.
+    """The pWD factor 1 / (1 + coef·|w|^(p−2)) per element: the plain formula, for reference.
 
-    Computed from the pre-step weight; it lies in [0, 1]: 0 at w == 0 when p < 2 (|0|^(p−2) is
-    inf, and 1/inf is 0), 1 at w == 0 when p > 2. `coef` = p·s_t·λ_t must be finite and > 0, so
-    coef·|w|^(p−2) is never inf·0.
+    It lies in [0, 1]: 0 at w == 0 when p < 2 (|0|^(p−2) = inf, 1/inf = 0), 1 at w == 0 when
+    p > 2. `coef` = p·s_t·λ_t is finite and > 0; the product runs in float64 because a coef
+    below float32's range would round to 0 there and make 0·inf = NaN. Returned in float32 or
+    wider (`_compute_dtype`).
     """
-    magnitude = weight.to(_compute_dtype(weight.dtype)).abs()
-    return magnitude.pow_(p - 2.0).mul_(coef).add_(1.0).reciprocal_()
+    magnitude = weight.to(torch.float64).abs()
+    factor = magnitude.pow_(p - 2.0).mul_(coef).add_(1.0).reciprocal_()
+    return factor.to(_compute_dtype(weight.dtype))
 
 
 def pwd_factors_foreach(weights: list[Tensor], coef: float, p: float, out: list[Tensor]) -> None:
@@ -75,6 +77,7 @@ def pwd_factors_foreach(weights: list[Tensor], coef: float, p: float, out: list[
     is scalar code on CPU, while log and sigmoid are vectorised (about 3× faster in all), and the
     sigmoid does the 1 + … and the reciprocal in one pass. At w == 0, ln|w| = −inf gives
     sigmoid(∓inf) = 0 (p < 2) or 1 (p > 2); p == 2 never reaches here (its factor is a scalar).
+    ln coef is finite for any coef > 0, so a tiny coef cannot underflow into 0·inf.
     """
     torch._foreach_copy_(out, weights)
     torch._foreach_abs_(out)
@@ -140,9 +143,11 @@ def _decoupled(
 
 def _pwd(opt: DecayOptimizer, group: dict[str, Any], params: list[Tensor], lam: float) -> Finisher:
     p = group["p"]
-    coef = p * _decay_scale(group) * lam
-    if coef == 0.0 or not params:
+    scaled = _decay_scale(group) * lam
+    if scaled == 0.0 or not params:
         return None
+    # The floor keeps a coef that underflows (p near 0) positive, so zeros still go to zero.
+    coef = max(p * scaled, math.ulp(0.0))
     if p == 2.0:
         return _scaler(params, 1.0 / (1.0 + coef), _fast(group))
     if _fast(group):
