@@ -1,0 +1,3 @@
+from studies.migrations import main
+
+main()
