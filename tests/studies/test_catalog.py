@@ -1,0 +1,34 @@
+"""The names the spec validates against equal what the workers implement."""
+
+from __future__ import annotations
+
+import pytest
+
+from studies import catalog
+
+data = pytest.importorskip("workers.data")
+metrics = pytest.importorskip("workers.metrics")
+models = pytest.importorskip("workers.models")
+optim = pytest.importorskip("workers.optim")
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs"),
+    [
+        (catalog.DATASET_NAMES, tuple(data.DATASETS)),
+        (catalog.MODEL_NAMES, tuple(models.MODELS)),
+        (catalog.FAMILIES, optim.FAMILIES),
+        (catalog.BASE_OPTIMIZERS, optim.BASE_OPTIMIZERS),
+        (catalog.DECAY_SCALES, optim.DECAY_SCALES),
+        (catalog.SPARSITY_THRESHOLDS, metrics.SPARSITY_THRESHOLDS),
+    ],
+    ids=["datasets", "models", "families", "optimizers", "decay scales", "thresholds"],
+)
+def test_catalog_matches_the_workers(ours: tuple, theirs: tuple) -> None:
+    assert set(ours) == set(theirs)
+
+
+def test_every_sparsity_metric_a_trial_reports_is_an_objective() -> None:
+    names = [metrics.threshold_metric_name(tau) for tau in metrics.SPARSITY_THRESHOLDS]
+    assert set(names) <= set(catalog.OBJECTIVE_METRICS)
+    assert names == [catalog.threshold_metric_name(t) for t in catalog.SPARSITY_THRESHOLDS]
