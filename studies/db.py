@@ -159,6 +159,8 @@ class Trial(Base):
     seed: Mapped[int | None] = mapped_column(BigInteger)
     params: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
     config: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
+    # library versions and git revision of the code that trained (STYLE.md rule 14)
+    provenance: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
     # final metrics (the last report), typed for the common ones
     val_acc: Mapped[float | None] = mapped_column(Float)
     val_loss: Mapped[float | None] = mapped_column(Float)

@@ -258,8 +258,9 @@ def update_trial_info(
     node: str | None = None,
     decayed_param_count: int | None = None,
     non_decayed_param_count: int | None = None,
+    provenance: Mapping[str, Any] | None = None,
 ) -> Trial:
-    """Fill in what a trial learns once running (its node, its parameter counts); None keeps."""
+    """Fill in what a trial learns once running (node, parameter counts, provenance); None keeps."""
     trial = session.get(Trial, trial_id)
     if trial is None:
         raise TrialNotFound(trial_id)
@@ -267,6 +268,7 @@ def update_trial_info(
         "node": node,
         "decayed_param_count": decayed_param_count,
         "non_decayed_param_count": non_decayed_param_count,
+        "provenance": dict(provenance) if provenance is not None else None,
     }
     for name, value in updates.items():
         if value is not None:

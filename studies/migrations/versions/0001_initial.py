@@ -78,6 +78,7 @@ def upgrade() -> None:
         sa.Column("seed", sa.BigInteger(), nullable=True),
         sa.Column("params", JSON, nullable=False),
         sa.Column("config", JSON, nullable=False),
+        sa.Column("provenance", JSON, nullable=False),
         *_floats(*FINAL_METRICS),
         sa.Column("final_metrics", JSON, nullable=False),
         sa.Column("best_val_acc", sa.Float(), nullable=True),

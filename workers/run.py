@@ -1,0 +1,184 @@
+"""The driver of one study, and the Ray Job entrypoint: `python -m workers.run <study_id>`.
+
+Loads the spec from the database, runs it as an Optuna search on Ray Tune, and leaves the study
+`succeeded`, `failed` or `cancelled` (SIGTERM or SIGINT: what `ray job stop` sends). With
+`--resume` a study whose driver died goes on from the database: finished configurations count
+toward the budget, configurations the dead driver left running are run again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from dataclasses import dataclass
+from types import FrameType
+
+import optuna
+import ray
+from ray import tune
+
+from studies import repository
+from studies.db import make_engine, session_factory
+from studies.search_space import make_sampler
+from studies.settings import Settings, apply_ray_environment
+from studies.spec import StudySpec
+from workers.data import load_dataset
+from workers.recorder import SqlRecorder
+from workers.tune_adapter import (
+    CANCEL,
+    CancelStopper,
+    StudySearcher,
+    make_scheduler,
+    run_trial,
+    trial_dirname,
+)
+
+log = logging.getLogger("decaylab.run")
+DRIVER_LOST = "driver lost: the study's driver died while this trial ran"
+LOST_ATTR = "decaylab_driver_lost"
+FINISHED = (
+    optuna.trial.TrialState.COMPLETE,
+    optuna.trial.TrialState.PRUNED,
+    optuna.trial.TrialState.FAIL,
+)
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    log.warning("signal %s: cancelling the study", signal.Signals(signum).name)
+    CANCEL.set()
+
+
+def recover_lost_trials(study: optuna.Study) -> int:
+    """Fail the Optuna trials a dead driver left RUNNING and queue their parameters again."""
+    lost = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    for trial in lost:
+        study._storage.set_trial_user_attr(trial._trial_id, LOST_ATTR, True)
+        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+        study.enqueue_trial(trial.params, skip_if_exists=False)
+    return len(lost)
+
+
+def remaining_configurations(study: optuna.Study, n_trials: int) -> int:
+    """Configurations still to run: the budget less those that finished for real."""
+    done = [
+        t
+        for t in study.get_trials(deepcopy=False, states=FINISHED)
+        if not t.user_attrs.get(LOST_ATTR)
+    ]
+    return max(0, n_trials - len(done))
+
+
+@dataclass
+class StudyRun:
+    """Everything one driver needs to run one study."""
+
+    study_id: str
+    optuna_study_name: str
+    spec: StudySpec
+    settings: Settings
+    database_url: str
+
+    def tuner(self, searcher: StudySearcher, num_samples: int) -> tune.Tuner:
+        """The Tuner: resources, the dataset once through the object store, ASHA, the recorder."""
+        spec, settings = self.spec, self.settings
+        data = load_dataset(
+            spec.task.dataset,
+            data_dir=settings.data_dir,
+            val_fraction=spec.task.val_fraction,
+            download=spec.task.download or settings.download,
+        )
+        resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
+        trainable = tune.with_resources(tune.with_parameters(run_trial, data=data), resources)
+        recorder = SqlRecorder(
+            self.database_url, self.study_id, epochs=spec.task.epochs, searched=list(spec.space)
+        )
+        return tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(
+                search_alg=searcher,
+                scheduler=make_scheduler(spec),
+                num_samples=num_samples,
+                max_concurrent_trials=spec.search.max_concurrent,
+                reuse_actors=True,
+                trial_name_creator=trial_dirname,
+                trial_dirname_creator=trial_dirname,
+            ),
+            run_config=tune.RunConfig(
+                name=self.optuna_study_name,
+                storage_path=str((settings.home / "ray-results").resolve()),
+                callbacks=[recorder],
+                stop=CancelStopper(),
+                failure_config=tune.FailureConfig(max_failures=spec.search.max_failures),
+                verbose=1,
+            ),
+        )
+
+
+def execute(run: StudyRun, *, resume: bool) -> str:
+    """Run the study to its end; returns the final status."""
+    storage = optuna.storages.RDBStorage(run.database_url)
+    searcher = StudySearcher(
+        run.spec,
+        storage=storage,
+        study_name=run.optuna_study_name,
+        sampler=make_sampler(run.spec),
+    )
+    if resume:
+        lost = recover_lost_trials(searcher.optuna_study)
+        log.info("resume: %d configuration(s) left running by a dead driver run again", lost)
+    remaining = remaining_configurations(searcher.optuna_study, run.spec.search.n_trials)
+    if remaining and not CANCEL.is_set():
+        run.tuner(searcher, remaining * run.spec.seeds).fit()
+    return "cancelled" if CANCEL.is_set() else "succeeded"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run (or resume) one study and record how it ended."""
+    parser = argparse.ArgumentParser(prog="python -m workers.run", description=__doc__)
+    parser.add_argument("study_id")
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--ray-address", default=None, help="default: RAY_ADDRESS, else local")
+    parser.add_argument("--num-cpus", type=int, default=None, help="for a local Ray only")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    # Tune's result files are off (our tables hold the results); its warning about them is noise
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    settings = Settings()
+    apply_ray_environment(settings.home)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _on_signal)
+    url = settings.resolved_database_url()
+    sessions = session_factory(make_engine(url))
+    with sessions() as session:
+        study = repository.get_study(session=session, study_id=args.study_id)
+        spec = StudySpec.model_validate(study.spec)
+        repository.mark_running_trials(
+            session=session, study_id=args.study_id, state="failed", error=DRIVER_LOST
+        )
+        repository.set_study_status(session=session, study_id=args.study_id, status="running")
+        run = StudyRun(args.study_id, study.optuna_study_name, spec, settings, url)
+        session.commit()
+    status, error = "failed", None
+    try:
+        ray.init(address=args.ray_address, num_cpus=args.num_cpus, log_to_driver=True)
+        status = execute(run, resume=args.resume)
+    except Exception as exc:
+        log.exception("the study failed")
+        error = f"{type(exc).__name__}: {exc}"
+    finally:
+        with sessions() as session:
+            if status == "cancelled":
+                repository.mark_running_trials(
+                    session=session, study_id=args.study_id, state="cancelled", error="cancelled"
+                )
+            repository.set_study_status(
+                session=session, study_id=args.study_id, status=status, error=error
+            )
+            session.commit()
+    return 0 if status != "failed" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
