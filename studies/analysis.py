@@ -1,0 +1,174 @@
+"""Pure computations behind /pareto and /effects: non-dominated sets, level summaries, buckets.
+
+Nothing here touches the database: the service reads rows through the repository and hands
+plain numbers to these functions, so each can be checked against a hand computation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from scipy import stats
+
+Mode = Literal["max", "min"]
+Scale = Literal["category", "linear", "log"]
+CONFIDENCE = 0.95
+# the factors /effects knows, and how their values become levels
+FACTOR_SCALES: dict[str, Scale] = {
+    "schedule": "category",
+    "family": "category",
+    "p": "linear",
+    "lambda": "log",
+}
+
+
+def _dominates(a: Sequence[float], b: Sequence[float]) -> bool:
+    """Whether `a` is at least as good as `b` everywhere and better somewhere (all maximized)."""
+    return all(x >= y for x, y in zip(a, b, strict=True)) and any(
+        x > y for x, y in zip(a, b, strict=True)
+    )
+
+
+def pareto_front(points: Sequence[Sequence[float]], modes: Sequence[str]) -> list[int]:
+    """Indices of the non-dominated points, in input order; equal points are all kept.
+
+    Args:
+        points: one tuple of objective values per candidate (finite numbers).
+        modes: "max" or "min" for each objective.
+    """
+    if any(mode not in ("max", "min") for mode in modes):
+        raise ValueError(f"modes must be 'max' or 'min', got {list(modes)}")
+    signs = [1.0 if mode == "max" else -1.0 for mode in modes]
+    scored = [tuple(s * v for s, v in zip(signs, point, strict=True)) for point in points]
+    # a dominating point sorts before every point it dominates, so comparing each point with
+    # the front found so far is enough: O(n·front) instead of O(n²)
+    order = sorted(range(len(scored)), key=lambda i: tuple(-v for v in scored[i]))
+    front: list[int] = []
+    for index in order:
+        if not any(_dominates(scored[kept], scored[index]) for kept in front):
+            front.append(index)
+    return sorted(front)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Mean, sample standard deviation and a t-interval of a group of observations."""
+
+    count: int
+    mean: float | None
+    std: float | None
+    ci_low: float | None
+    ci_high: float | None
+
+
+def summarize(values: Sequence[float], confidence: float = CONFIDENCE) -> Summary:
+    """Summary of observations; std and interval need two of them (None otherwise)."""
+    count = len(values)
+    if count == 0:
+        return Summary(0, None, None, None, None)
+    mean = math.fsum(values) / count
+    if count == 1:
+        return Summary(1, mean, None, None, None)
+    std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (count - 1))
+    half = float(stats.t.ppf((1 + confidence) / 2, count - 1)) * std / math.sqrt(count)
+    return Summary(count, mean, std, mean - half, mean + half)
+
+
+def bucket_edges(values: Sequence[float], buckets: int, *, log: bool = False) -> list[float]:
+    """`buckets` + 1 equal-width edges over the range of `values` (in log10 space if `log`)."""
+    if buckets < 1:
+        raise ValueError(f"buckets must be >= 1, got {buckets}")
+    if not values:
+        return []
+    if log and min(values) <= 0:
+        raise ValueError("log buckets need positive values")
+    scaled = [math.log10(v) for v in values] if log else list(values)
+    low, high = min(scaled), max(scaled)
+    if low == high:
+        buckets = 1
+    edges = [low + (high - low) * i / buckets for i in range(buckets)] + [high]
+    return [10**e for e in edges] if log else edges
+
+
+def bucket_index(value: float, edges: Sequence[float], *, log: bool = False) -> int:
+    """The bucket of `value`: [e_i, e_i+1) for each bucket, the last one closed."""
+    scaled = math.log10 if log else float
+    low, high = scaled(edges[0]), scaled(edges[-1])
+    count = len(edges) - 1
+    if high == low:
+        return 0
+    # computed from the ends, not by searching the edges, so 10**log10(x) rounding never moves
+    # a value at an edge into the bucket before it
+    position = (scaled(value) - low) / (high - low) * count
+    return min(max(math.floor(position + 1e-9), 0), count - 1)
+
+
+@dataclass(frozen=True)
+class Level:
+    """One level of a factor: its label, its range for a bucketed factor, and its summary."""
+
+    level: str
+    low: float | None
+    high: float | None
+    summary: Summary
+
+
+def _label(low: float, high: float, last: bool) -> str:
+    return f"[{low:.3g}, {high:.3g}{']' if last else ')'}"
+
+
+def _category_levels(factors: Sequence[object], values: Sequence[float]) -> list[Level]:
+    groups: dict[str, list[float]] = {}
+    for factor, value in zip(factors, values, strict=True):
+        groups.setdefault(str(factor), []).append(value)
+    return [Level(name, None, None, summarize(groups[name])) for name in sorted(groups)]
+
+
+def _bucket_levels(
+    factors: Sequence[float], values: Sequence[float], buckets: int, log: bool
+) -> list[Level]:
+    levels: list[Level] = []
+    if log and any(f == 0 for f in factors):  # λ = 0 has no logarithm: a level of its own
+        zero = [v for f, v in zip(factors, values, strict=True) if f == 0]
+        levels.append(Level("0", 0.0, 0.0, summarize(zero)))
+        pairs = [(f, v) for f, v in zip(factors, values, strict=True) if f != 0]
+        factors, values = [f for f, _ in pairs], [v for _, v in pairs]
+    edges = bucket_edges(factors, buckets, log=log)
+    groups: dict[int, list[float]] = {}
+    for factor, value in zip(factors, values, strict=True):
+        groups.setdefault(bucket_index(factor, edges, log=log), []).append(value)
+    last = len(edges) - 2
+    for i in sorted(groups):
+        label = _label(edges[i], edges[i + 1], i == last)
+        levels.append(Level(label, edges[i], edges[i + 1], summarize(groups[i])))
+    return levels
+
+
+def effects(
+    factors: Sequence[str | float | None],
+    values: Sequence[float | None],
+    *,
+    scale: Scale,
+    buckets: int = 5,
+) -> list[Level]:
+    """Per level of a factor, the summary of a metric; pairs with a missing side are skipped.
+
+    Args:
+        factors: the factor's value for each observation (a category or a number).
+        values: the metric for each observation; every replicate counts as one.
+        scale: "category" groups equal values; "linear"/"log" group numbers into `buckets`
+            equal-width buckets over their range (log: in log10 space, with 0 its own level).
+    """
+    pairs = [
+        (f, v)
+        for f, v in zip(factors, values, strict=True)
+        if f is not None and v is not None and math.isfinite(v)
+    ]
+    kept_factors, kept_values = [f for f, _ in pairs], [float(v) for _, v in pairs]
+    if scale == "category":
+        return _category_levels(kept_factors, kept_values)
+    numbers = [float(f) for f in kept_factors]
+    return _bucket_levels(numbers, kept_values, buckets, scale == "log")
