@@ -70,21 +70,61 @@ def pwd_factor(weight: Tensor, coef: float, p: float) -> Tensor:
     return factor.to(_compute_dtype(weight.dtype))
 
 
-def pwd_factors_foreach(weights: list[Tensor], coef: float, p: float, out: list[Tensor]) -> None:
-    """`pwd_factor` for a list of tensors, written into `out`, in five foreach passes.
+class FlatBuffer:
+    """One flat tensor and views of it shaped like a list of same-device tensors."""
 
-    1/(1 + coef·|w|^(p−2)) = sigmoid((2−p)·ln|w| − ln coef): torch's pow with a general exponent
-    is scalar code on CPU, while log and sigmoid are vectorised (about 3× faster in all), and the
-    sigmoid does the 1 + … and the reciprocal in one pass. At w == 0, ln|w| = −inf gives
-    sigmoid(∓inf) = 0 (p < 2) or 1 (p > 2); p == 2 never reaches here (its factor is a scalar).
-    ln coef is finite for any coef > 0, so a tiny coef cannot underflow into 0·inf.
+    def __init__(self, like: list[Tensor]) -> None:
+        self.ids = [id(tensor) for tensor in like]
+        self.flat = torch.empty(
+            sum(tensor.numel() for tensor in like),
+            dtype=_compute_dtype(like[0].dtype),
+            device=like[0].device,
+        )
+        pieces = self.flat.split([tensor.numel() for tensor in like])
+        self.views = [piece.view(tensor.shape) for piece, tensor in zip(pieces, like, strict=True)]
+
+
+# Exponents p − 2 for which torch's pow runs vectorised kernels (reciprocal, rsqrt, squares…).
+_CHEAP_EXPONENTS = (-2.0, -1.0, -0.5, 0.5, 1.0, 2.0, 3.0)
+
+
+def pwd_factors_flat(weights: list[Tensor], coef: float, p: float, out: FlatBuffer) -> None:
+    """`pwd_factor` for a list of same-device tensors, written into `out.views`.
+
+    For a general p, 1/(1 + coef·|w|^(p−2)) = sigmoid((2−p)·ln|w| − ln coef): torch's pow with
+    a general exponent is scalar code on CPU, while log and sigmoid are vectorised (3× faster in
+    all), and the sigmoid does the 1 + … and the reciprocal in one pass. At w == 0,
+    ln|w| = −inf gives sigmoid(∓inf) = 0 (p < 2) or 1 (p > 2); p == 2 never reaches here (its
+    factor is a scalar). ln coef is finite for any coef > 0, so a tiny coef cannot underflow
+    into 0·inf. After the first pass, every pass runs once over one flat tensor.
     """
-    torch._foreach_copy_(out, weights)
-    torch._foreach_abs_(out)
-    torch._foreach_log_(out)
-    torch._foreach_mul_(out, 2.0 - p)
-    torch._foreach_add_(out, -math.log(coef))
-    torch._foreach_sigmoid_(out)
+    flat = _abs_into(weights, out)
+    if p - 2.0 in _CHEAP_EXPONENTS and coef >= torch.finfo(flat.dtype).tiny:
+        # The formula itself; coef is > 0 in this dtype too, so coef·inf stays inf.
+        flat.pow_(p - 2.0)
+        torch.add(_scalar(1.0, flat), flat, alpha=coef, out=flat)
+        flat.reciprocal_()
+        return
+    flat.log_()
+    torch.add(_scalar(-math.log(coef), flat), flat, alpha=2.0 - p, out=flat)
+    flat.sigmoid_()
+
+
+def _abs_into(weights: list[Tensor], out: FlatBuffer) -> Tensor:
+    flat = out.flat
+    if flat.dtype == weights[0].dtype:
+        for view, weight in zip(out.views, weights, strict=True):
+            torch.abs(weight, out=view)  # the copy and the abs in one pass
+    else:
+        torch._foreach_copy_(out.views, weights)
+        flat.abs_()
+    return flat
+
+
+def _scalar(value: float, like: Tensor) -> Tensor:
+    """A 0-dim CPU tensor: a scalar operand on any device, so `torch.add(it, x, alpha=a, out=x)`
+    computes value + a·x in one pass."""
+    return torch.tensor(value, dtype=like.dtype)
 
 
 def lp_penalty(weight: Tensor, p: float) -> Tensor:
@@ -151,9 +191,12 @@ def _pwd(opt: DecayOptimizer, group: dict[str, Any], params: list[Tensor], lam: 
     if p == 2.0:
         return _scaler(params, 1.0 / (1.0 + coef), _fast(group))
     if _fast(group):
-        factors = opt._scratch(params)
-        pwd_factors_foreach(params, coef, p, factors)
-        return lambda: torch._foreach_mul_(params, factors)
+        pairs = []
+        for same_device in _by_device_dtype(params):
+            buffer = opt._flat_buffer(group, same_device)
+            pwd_factors_flat(same_device, coef, p, buffer)
+            pairs.append((same_device, buffer.views))
+        return lambda: [torch._foreach_mul_(tensors, views) for tensors, views in pairs]
     factors = [pwd_factor(param, coef, p) for param in params]
     return lambda: [param.mul_(factor) for param, factor in zip(params, factors, strict=True)]
 
@@ -195,6 +238,13 @@ REGULARIZERS: dict[str, FamilyStep] = {
     "pwd": _pwd,
     "lp_coupled": _lp_coupled,
 }
+
+
+def _by_device_dtype(tensors: list[Tensor]) -> list[list[Tensor]]:
+    lists: dict[tuple[torch.device, torch.dtype], list[Tensor]] = {}
+    for tensor in tensors:
+        lists.setdefault((tensor.device, tensor.dtype), []).append(tensor)
+    return list(lists.values())
 
 
 def _fast(group: dict[str, Any]) -> bool:
@@ -266,7 +316,7 @@ class DecayOptimizer(torch.optim.Optimizer):
             "wd_mult": 1.0,
             "decayed": True,
         }
-        self._scratch_buffers: dict[Tensor, Tensor] = {}
+        self._flat_buffers: dict[tuple[int, torch.device, torch.dtype], FlatBuffer] = {}
 
     def _finish_init(self) -> None:
         self.defaults.update(self._decay_defaults)
@@ -304,22 +354,20 @@ class DecayOptimizer(torch.optim.Optimizer):
         lam = group["lam"] * group["wd_mult"]
         return REGULARIZERS[group["family"]](self, group, params, lam)
 
-    def _scratch(self, params: list[Tensor]) -> list[Tensor]:
-        """Buffers for the pWD factors, kept between steps for CPU tensors.
+    def _flat_buffer(self, group: dict[str, Any], tensors: list[Tensor]) -> FlatBuffer:
+        """The buffer for the pWD factors of `tensors`, kept between steps on CPU.
 
-        A fresh CPU tensor of this size costs page faults that take longer than the pass that
+        A fresh CPU buffer of this size costs page faults that take longer than the pass that
         fills it; on accelerators the caching allocator makes fresh buffers free, and the memory
         goes back to the activations between steps.
         """
-        buffers = []
-        for param in params:
-            buffer = self._scratch_buffers.get(param)
-            if buffer is None:
-                buffer = torch.empty_like(param, dtype=_compute_dtype(param.dtype))
-                if param.device.type == "cpu":
-                    self._scratch_buffers[param] = buffer
-            buffers.append(buffer)
-        return buffers
+        if tensors[0].device.type != "cpu":
+            return FlatBuffer(tensors)
+        key = (id(group), tensors[0].device, tensors[0].dtype)
+        buffer = self._flat_buffers.get(key)
+        if buffer is None or buffer.ids != [id(tensor) for tensor in tensors]:
+            buffer = self._flat_buffers[key] = FlatBuffer(tensors)
+        return buffer
 
     def set_decay_multiplier(self, multiplier: float) -> None:
         """Set λ_t = lam·multiplier for every group from the next step on (decay schedules)."""
