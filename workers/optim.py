@@ -84,8 +84,19 @@ class FlatBuffer:
         self.views = [piece.view(tensor.shape) for piece, tensor in zip(pieces, like, strict=True)]
 
 
-# Exponents p − 2 for which torch's pow runs vectorised kernels (reciprocal, rsqrt, squares…).
-_CHEAP_EXPONENTS = (-2.0, -1.0, -0.5, 0.5, 1.0, 2.0, 3.0)
+# |w|^(p−2) as a chain of powers that torch runs as vectorised kernels (reciprocal, rsqrt,
+# sqrt, squares, cubes); any other exponent goes through log + sigmoid.
+_CHEAP_POWERS = {
+    -2.0: (-2.0,),
+    -1.5: (-0.5, 3.0),
+    -1.0: (-1.0,),
+    -0.5: (-0.5,),
+    0.5: (0.5,),
+    1.0: (1.0,),
+    1.5: (0.5, 3.0),
+    2.0: (2.0,),
+    3.0: (3.0,),
+}
 
 
 def pwd_factors_flat(weights: list[Tensor], coef: float, p: float, out: FlatBuffer) -> None:
@@ -99,9 +110,11 @@ def pwd_factors_flat(weights: list[Tensor], coef: float, p: float, out: FlatBuff
     into 0·inf. After the first pass, every pass runs once over one flat tensor.
     """
     flat = _abs_into(weights, out)
-    if p - 2.0 in _CHEAP_EXPONENTS and coef >= torch.finfo(flat.dtype).tiny:
+    powers = _CHEAP_POWERS.get(p - 2.0)
+    if powers and coef >= torch.finfo(flat.dtype).tiny:
         # The formula itself; coef is > 0 in this dtype too, so coef·inf stays inf.
-        flat.pow_(p - 2.0)
+        for exponent in powers:
+            flat.pow_(exponent)
         torch.add(_scalar(1.0, flat), flat, alpha=coef, out=flat)
         flat.reciprocal_()
         return
