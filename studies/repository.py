@@ -9,12 +9,23 @@ idempotent, using the dialect's INSERT ... ON CONFLICT (SQLite and PostgreSQL).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar, cast
 
-from sqlalchemy import ColumnElement, CursorResult, Select, case, delete, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    CursorResult,
+    Select,
+    case,
+    delete,
+    func,
+    inspect,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -26,6 +37,7 @@ from studies.db import (
     Metric,
     Study,
     Trial,
+    make_engine,
     new_study_id,
     utcnow,
 )
@@ -260,7 +272,7 @@ def update_trial_info(
     non_decayed_param_count: int | None = None,
     provenance: Mapping[str, Any] | None = None,
 ) -> Trial:
-    """Fill in what a trial learns once running (node, parameter counts, provenance); None keeps."""
+    """Fill in what a trial learns once running (node, counts, provenance); None keeps."""
     trial = session.get(Trial, trial_id)
     if trial is None:
         raise TrialNotFound(trial_id)
@@ -533,3 +545,119 @@ def last_metric_values(*, session: Session, study_id: str, name: str) -> dict[in
         .order_by(Trial.number)
     )
     return {number: value for number, value in session.execute(query)}
+
+
+# ---------------------------------------------------------------- service queries
+
+
+def set_ray_job_id(*, session: Session, study_id: str, ray_job_id: str) -> Study:
+    """Record the Ray job running a study, leaving its status to the driver."""
+    study = get_study(session=session, study_id=study_id, for_update=True)
+    study.ray_job_id = ray_job_id
+    session.flush()
+    return study
+
+
+def trial_metric(trial: Trial, name: str) -> float | None:
+    """A final metric of a loaded trial: its typed column, else its final_metrics entry."""
+    if name in FINAL_METRIC_COLUMNS:
+        return cast(float | None, getattr(trial, name))
+    return _finite(trial.final_metrics.get(name))
+
+
+def best_trials(
+    *, session: Session, study_id: str, objectives: Sequence[tuple[str, str]]
+) -> dict[str, Trial | None]:
+    """Per (metric, "max"|"min"), the best completed trial reporting it (lowest number on ties)."""
+    get_study(session=session, study_id=study_id)
+    best: dict[str, Trial | None] = {}
+    for metric, mode in objectives:
+        key = _numeric(metric)
+        query = (
+            select(Trial)
+            .where(Trial.study_id == study_id, Trial.state == "completed", key.is_not(None))
+            .order_by(key.desc() if mode == "max" else key.asc(), Trial.number)
+            .limit(1)
+        )
+        best[metric] = session.scalars(query).first()
+    return best
+
+
+def trial_columns(
+    *,
+    session: Session,
+    study_id: str,
+    fields: Sequence[str],
+    states: Sequence[str] | None = ("completed",),
+) -> list[tuple[Any, ...]]:
+    """(number, *fields) for each trial of a study in `states`, in number order.
+
+    Args:
+        fields: numeric fields or final metrics (as list_trials ranges) or category fields.
+    """
+    get_study(session=session, study_id=study_id)
+    columns = [CATEGORY_FIELDS[f] if f in CATEGORY_FIELDS else _numeric(f) for f in fields]
+    query = select(Trial.number, *columns).where(Trial.study_id == study_id)
+    if states is not None:
+        query = query.where(Trial.state.in_(list(states)))
+    return [tuple(row) for row in session.execute(query.order_by(Trial.number))]
+
+
+def trials_by_numbers(*, session: Session, study_id: str, numbers: Iterable[int]) -> list[Trial]:
+    """The trials of a study with these numbers, in number order."""
+    query = select(Trial).where(Trial.study_id == study_id, Trial.number.in_(list(numbers)))
+    return list(session.scalars(query.order_by(Trial.number)))
+
+
+def iter_trials(
+    *, session: Session, study_id: str, batch_size: int = 1000
+) -> Iterator[list[Trial]]:
+    """A study's trials in number order, `batch_size` at a time (a server-side cursor)."""
+    query = (
+        select(Trial)
+        .where(Trial.study_id == study_id)
+        .order_by(Trial.number)
+        .execution_options(yield_per=batch_size)
+    )
+    for partition in session.scalars(query).partitions():
+        yield list(partition)
+
+
+def iter_epoch_metrics(
+    *, session: Session, study_id: str, batch_size: int = 10_000
+) -> Iterator[list[tuple[int, int, str, float | None]]]:
+    """A study's metrics as (trial number, epoch, name, value), ordered, in batches."""
+    query = (
+        select(Trial.number, Metric.epoch, Metric.name, Metric.value)
+        .join(Trial, Trial.id == Metric.trial_id)
+        .where(Trial.study_id == study_id)
+        .order_by(Trial.number, Metric.epoch, Metric.name)
+        .execution_options(yield_per=batch_size)
+    )
+    for partition in session.execute(query).partitions():
+        yield [(number, epoch, name, value) for number, epoch, name, value in partition]
+
+
+def delete_optuna_study(*, database_url: str, study_name: str) -> bool:
+    """Delete the Optuna study of this name from the database; False when there is none.
+
+    Run it outside any open transaction of ours: Optuna uses its own engine, and on SQLite
+    a write we still hold would block it.
+    """
+    import optuna  # only the service's delete needs it; importing it costs half a second
+
+    engine = make_engine(database_url)
+    try:
+        has_optuna_tables = "studies" in inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
+    if not has_optuna_tables:  # never create Optuna's tables just to find nothing in them
+        return False
+    storage = optuna.storages.RDBStorage(database_url)
+    try:
+        optuna.delete_study(study_name=study_name, storage=storage)
+    except KeyError:
+        return False
+    finally:
+        storage.engine.dispose()
+    return True
