@@ -4,7 +4,7 @@ import itertools
 import math
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from studies.schedules import (
@@ -14,6 +14,9 @@ from studies.schedules import (
     LRSchedule,
     ScheduleError,
 )
+
+# wall-clock limits fail tests on a busy machine without saying anything about the code
+no_deadline = settings(deadline=None)
 
 fractions = st.floats(min_value=1e-6, max_value=1 - 1e-6)
 totals = st.integers(min_value=1, max_value=100_000)
@@ -94,12 +97,14 @@ def test_from_params_reads_spec_names():
     assert DecaySchedule.from_params({}) == DecaySchedule("full")
 
 
+@no_deadline
 @given(schedule=any_decay_schedule(), total=totals, data=st.data())
 def test_decay_multiplier_is_zero_or_one(schedule, total, data):
     step = data.draw(st.integers(min_value=0, max_value=2 * total))
     assert schedule.multiplier(step, total) in (0.0, 1.0)
 
 
+@no_deadline
 @given(fraction=fractions, total=st.integers(min_value=1, max_value=5000))
 def test_early_and_late_cover_every_step_exactly_once(fraction, total):
     early, late = DecaySchedule("early", until=fraction), DecaySchedule("late", start=fraction)
@@ -107,6 +112,7 @@ def test_early_and_late_cover_every_step_exactly_once(fraction, total):
     assert sums == {1.0}
 
 
+@no_deadline
 @given(schedule=any_decay_schedule(), total=totals)
 def test_decay_endpoints(schedule, total):
     first, last = schedule.multiplier(0, total), schedule.multiplier(total, total)
@@ -114,6 +120,7 @@ def test_decay_endpoints(schedule, total):
     assert (first, last) == expected
 
 
+@no_deadline
 @given(schedule=any_decay_schedule(), total=totals)
 def test_switch_step_is_where_the_multiplier_changes(schedule, total):
     switch = schedule.switch_step(total)
@@ -143,12 +150,14 @@ def test_lr_multiplier_table(schedule, total, expected):
     assert got == pytest.approx(expected, abs=1e-15)
 
 
+@no_deadline
 @given(schedule=any_lr_schedule(), total=totals, data=st.data())
 def test_lr_multiplier_in_unit_interval(schedule, total, data):
     step = data.draw(st.integers(min_value=0, max_value=2 * total))
     assert 0.0 <= schedule.multiplier(step, total) <= 1.0
 
 
+@no_deadline
 @given(total=totals)
 def test_cosine_is_exact_at_endpoints(total):
     cosine = LRSchedule("cosine")
@@ -156,6 +165,7 @@ def test_cosine_is_exact_at_endpoints(total):
     assert cosine.multiplier(total, total) == 0.0
 
 
+@no_deadline
 @given(fraction=fractions, total=st.integers(min_value=2, max_value=100_000))
 def test_warmup_cosine_endpoints(fraction, total):
     schedule = LRSchedule("warmup_cosine", warmup=fraction)
@@ -166,6 +176,7 @@ def test_warmup_cosine_endpoints(fraction, total):
     assert schedule.multiplier(total, total) == 0.0
 
 
+@no_deadline
 @given(schedule=any_lr_schedule(), total=st.integers(min_value=1, max_value=2000))
 def test_lr_rises_then_never_increases(schedule, total):
     values = [schedule.multiplier(step, total) for step in range(total + 2)]

@@ -4,7 +4,7 @@ import math
 
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
@@ -18,6 +18,9 @@ from workers.metrics import (
     threshold_metric_name,
     weight_stats,
 )
+
+# wall-clock limits fail tests on a busy machine without saying anything about the code
+no_deadline = settings(deadline=None)
 
 # ten decayed weights: two exact zeros, then one in each band between the thresholds
 FIRST = [[0.0, 1e-9, 5e-7, 2e-5], [0.5, -1e-7, 3.0, -0.0]]
@@ -102,6 +105,7 @@ def test_weight_stats_with_no_decayed_weights_is_all_zero():
     assert set(stats) == set(EXPECTED_STATS)
 
 
+@no_deadline
 @given(
     values=st.lists(
         st.one_of(
@@ -152,6 +156,7 @@ def test_pruned_restores_on_an_exception():
     assert all(torch.equal(b, bits(p)) for b, (_, p) in zip(before, params, strict=True))
 
 
+@no_deadline
 @given(values=st.lists(st.floats(width=32, allow_nan=False), min_size=1, max_size=64))
 def test_pruned_round_trip_is_bitwise(values):
     weight = torch.tensor(values, dtype=torch.float32).reshape(1, -1)
