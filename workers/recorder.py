@@ -122,5 +122,6 @@ class SqlRecorder(tune.Callback):
                 state=state,
                 final_metrics=result_metrics(result),
                 error=error,
+                diverged_epoch=result.get(EPOCH) if state == "diverged" else None,
             )
             session.commit()

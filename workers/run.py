@@ -18,6 +18,7 @@ from types import FrameType
 import optuna
 import ray
 from ray import tune
+from sqlalchemy.orm import Session, sessionmaker
 
 from studies import repository
 from studies.db import make_engine, session_factory
@@ -134,6 +135,43 @@ def execute(run: StudyRun, *, resume: bool) -> str:
     return "cancelled" if CANCEL.is_set() else "succeeded"
 
 
+def _begin(sessions: sessionmaker[Session], study_id: str, settings: Settings) -> StudyRun:
+    """Load the spec, end trials a dead driver left running, and mark the study running."""
+    with sessions() as session:
+        study = repository.get_study(session=session, study_id=study_id)
+        spec = StudySpec.model_validate(study.spec)
+        repository.mark_running_trials(
+            session=session, study_id=study_id, state="failed", error=DRIVER_LOST
+        )
+        repository.set_study_status(session=session, study_id=study_id, status="running")
+        run = StudyRun(
+            study_id, study.optuna_study_name, spec, settings, settings.resolved_database_url()
+        )
+        session.commit()
+    return run
+
+
+def _end(sessions: sessionmaker[Session], study_id: str, status: str, error: str | None) -> str:
+    """Record how the study ended; a study in which no trial produced a result has failed."""
+    with sessions() as session:
+        if status == "cancelled":
+            repository.mark_running_trials(
+                session=session, study_id=study_id, state="cancelled", error="cancelled"
+            )
+        counts = repository.count_trials_by_state(session=session, study_id=study_id)
+        if status == "succeeded" and counts["completed"] + counts["pruned"] == 0:
+            status = "failed"
+            failed = repository.list_trials(
+                session=session, study_id=study_id, states=["failed", "diverged"], limit=1
+            )
+            first = failed.items[0] if failed.items else None
+            reason = (first.error or first.state) if first else "no trial ran"
+            error = f"no trial produced a result; trial {first.number if first else '-'}: {reason}"
+        repository.set_study_status(session=session, study_id=study_id, status=status, error=error)
+        session.commit()
+    return status
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run (or resume) one study and record how it ended."""
     parser = argparse.ArgumentParser(prog="python -m workers.run", description=__doc__)
@@ -147,36 +185,21 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     settings = Settings()
     apply_ray_environment(settings.home)
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, _on_signal)
-    url = settings.resolved_database_url()
-    sessions = session_factory(make_engine(url))
-    with sessions() as session:
-        study = repository.get_study(session=session, study_id=args.study_id)
-        spec = StudySpec.model_validate(study.spec)
-        repository.mark_running_trials(
-            session=session, study_id=args.study_id, state="failed", error=DRIVER_LOST
-        )
-        repository.set_study_status(session=session, study_id=args.study_id, status="running")
-        run = StudyRun(args.study_id, study.optuna_study_name, spec, settings, url)
-        session.commit()
+    sessions = session_factory(make_engine(settings.resolved_database_url()))
+    run = _begin(sessions, args.study_id, settings)
     status, error = "failed", None
     try:
         ray.init(address=args.ray_address, num_cpus=args.num_cpus, log_to_driver=True)
+        # after ray.init, which installs a SIGTERM handler that exits the process
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, _on_signal)
         status = execute(run, resume=args.resume)
     except Exception as exc:
         log.exception("the study failed")
         error = f"{type(exc).__name__}: {exc}"
     finally:
-        with sessions() as session:
-            if status == "cancelled":
-                repository.mark_running_trials(
-                    session=session, study_id=args.study_id, state="cancelled", error="cancelled"
-                )
-            repository.set_study_status(
-                session=session, study_id=args.study_id, status=status, error=error
-            )
-            session.commit()
+        status = _end(sessions, args.study_id, status, error)
+    log.info("study %s %s", args.study_id, status)
     return 0 if status != "failed" else 1
 
 
