@@ -74,9 +74,9 @@ def readme_fragment() -> str:
     lines = [
         "## Query your sweeps with SQL",
         "",
-        "Every result lives in plain SQL tables beside Optuna's, in SQLite "
-        "(`sqlite3 .decaylab/decaylab.db`) or PostgreSQL (`psql $DATABASE_URL`). Two views make",
-        "the common questions one SELECT:",
+        "Every result lives in plain SQL tables beside Optuna's, in SQLite",
+        "(`sqlite3 .decaylab/decaylab.db`) or PostgreSQL (`psql $DECAYLAB_DATABASE_URL`, without",
+        "the `+psycopg` driver part). Two views make the common questions one SELECT:",
         "",
         f"- `{TRIAL_SUMMARY}`: one row per trial: `study`, `trial`, `state`, `seed`, the typed",
         "  parameters (`family`, `p`, `lam`, `schedule`, `until`, `start` (the spec's `from`),",

@@ -1,0 +1,138 @@
+"""The questions asked of a study's results: best, Pareto front, effects, export."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
+
+from service import export
+from service.api.common import metric_mode, objectives
+from service.auth import ReadAccess
+from service.deps import SessionDep, SessionFactoryDep
+from service.schemas import BestTrial, EffectLevel, Effects, ParetoFront, ParetoPoint, TrialOut
+from studies import repository
+from studies.analysis import CONFIDENCE, FACTOR_SCALES, effects, pareto_front
+from studies.errors import InvalidQuery
+
+router = APIRouter(prefix="/studies", tags=["analysis"], dependencies=[ReadAccess])
+Mode = Literal["max", "min"]
+MetricQuery = Annotated[list[str] | None, Query(description="default: the study's objectives")]
+
+
+@router.get("/{study_id}/best", response_model=list[BestTrial])
+def best(
+    study_id: str, session: SessionDep, metric: MetricQuery = None, mode: Mode | None = None
+) -> list[BestTrial]:
+    """Per objective (or per `metric` asked), the best completed trial."""
+    study = repository.get_study(session=session, study_id=study_id)
+    wanted = objectives(study.spec)
+    if metric:
+        wanted = [(m, metric_mode(m, mode, "mode")) for m in metric]
+    found = repository.best_trials(session=session, study_id=study_id, objectives=wanted)
+    return [
+        BestTrial(
+            metric=m, mode=d, trial=None if found[m] is None else TrialOut.model_validate(found[m])
+        )
+        for m, d in wanted
+    ]
+
+
+def _pareto_axes(
+    spec: dict, x: str | None, y: str | None, x_mode: Mode | None, y_mode: Mode | None
+) -> list[tuple[str, str]]:
+    if x is None and y is None:
+        return objectives(spec)
+    if x is None or y is None:
+        raise InvalidQuery(f"{'x' if x is None else 'y'}: give both x and y, or neither")
+    return [(x, metric_mode(x, x_mode, "x_mode")), (y, metric_mode(y, y_mode, "y_mode"))]
+
+
+@router.get("/{study_id}/pareto", response_model=ParetoFront)
+def pareto(
+    study_id: str,
+    session: SessionDep,
+    x: str | None = None,
+    y: str | None = None,
+    x_mode: Mode | None = None,
+    y_mode: Mode | None = None,
+) -> ParetoFront:
+    """The non-dominated completed trials over the study's objectives, or over x and y."""
+    study = repository.get_study(session=session, study_id=study_id)
+    axes = _pareto_axes(study.spec, x, y, x_mode, y_mode)
+    metrics, modes = [m for m, _ in axes], [d for _, d in axes]
+    rows = repository.trial_columns(session=session, study_id=study_id, fields=metrics)
+    complete = [row for row in rows if all(v is not None for v in row[1:])]
+    front = [complete[i] for i in pareto_front([row[1:] for row in complete], modes)]
+    front.sort(key=lambda row: (-row[1] if modes[0] == "max" else row[1], row[0]))
+    trials = repository.trials_by_numbers(
+        session=session, study_id=study_id, numbers=[row[0] for row in front]
+    )
+    by_number = {trial.number: trial for trial in trials}
+    items = [
+        ParetoPoint(
+            values=dict(zip(metrics, row[1:], strict=True)),
+            trial=TrialOut.model_validate(by_number[row[0]]),
+        )
+        for row in front
+    ]
+    return ParetoFront(metrics=metrics, modes=modes, considered=len(complete), items=items)
+
+
+@router.get("/{study_id}/effects", response_model=Effects)
+def factor_effects(
+    study_id: str,
+    session: SessionDep,
+    factor: Literal["schedule", "family", "p", "lambda"] = "schedule",
+    metric: str = "val_acc",
+    buckets: Annotated[int, Query(ge=1, le=100)] = 5,
+) -> Effects:
+    """Mean, std, count and 95% t-interval of a metric per level of a factor.
+
+    Every completed trial is one observation, so replicate seeds count separately; p is
+    bucketed into `buckets` equal-width buckets over its range, λ likewise in log space.
+    """
+    rows = repository.trial_columns(session=session, study_id=study_id, fields=[factor, metric])
+    scale = FACTOR_SCALES[factor]
+    levels = effects([r[1] for r in rows], [r[2] for r in rows], scale=scale, buckets=buckets)
+    return Effects(
+        factor=factor,
+        metric=metric,
+        confidence=CONFIDENCE,
+        buckets=None if scale == "category" else buckets,
+        levels=[
+            EffectLevel(level=lv.level, low=lv.low, high=lv.high, **vars(lv.summary))
+            for lv in levels
+        ],
+    )
+
+
+MEDIA_TYPES = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet"}
+
+
+@router.get("/{study_id}/export", response_class=StreamingResponse)
+def export_study(
+    study_id: str,
+    session: SessionDep,
+    sessions: SessionFactoryDep,
+    format: Literal["csv", "parquet"] = "csv",
+    per: Literal["trial", "epoch"] = "trial",
+) -> StreamingResponse:
+    """Stream the study: one row per trial (params + final metrics) or per epoch and metric."""
+    study = repository.get_study(session=session, study_id=study_id)
+    if per == "trial":
+        schema = export.trial_schema(study.spec)
+        batches = export.trial_batches(sessions, study_id, export.extra_params(study.spec))
+    else:
+        schema, batches = export.EPOCH_SCHEMA, export.epoch_batches(sessions, study_id)
+    if format == "csv":
+        body = export.csv_stream(schema.names, batches)
+    else:
+        body = export.parquet_stream(schema, batches)
+    filename = f"{study.name}-{study_id[:8]}-{per}s.{format}"
+    return StreamingResponse(
+        body,
+        media_type=MEDIA_TYPES[format],
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )

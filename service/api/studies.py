@@ -1,0 +1,164 @@
+"""The /studies routes: create, list, show, cancel, resume, delete."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from sqlalchemy.orm import Session
+
+from service.api.common import study_detail
+from service.auth import ReadAccess, WriteAccess
+from service.deps import LauncherDep, LimitsDep, SessionDep, SettingsDep
+from service.errors import LaunchFailed
+from service.launcher import ENDED_JOB_STATUSES, Launcher
+from service.schemas import StudyDetail, StudyOut, StudyPage, StudySummary
+from studies import repository
+from studies.errors import InvalidSpec, InvalidTransition
+from studies.spec import StudySpec, parse_spec_text, validate_spec
+
+router = APIRouter(prefix="/studies", tags=["studies"], dependencies=[ReadAccess])
+
+YAML_TYPES = {"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"}
+SPEC_BODY = {
+    "required": True,
+    "description": "A study spec (DESIGN.md), as JSON or as YAML text.",
+    "content": {
+        "application/json": {"schema": {"type": "object"}},
+        "application/yaml": {"schema": {"type": "string"}},
+    },
+}
+
+
+async def spec_body(request: Request) -> Any:
+    """The request body as plain data, from JSON or YAML by its content type."""
+    media_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
+    if media_type not in YAML_TYPES | {"application/json"}:
+        raise HTTPException(415, f"send the spec as application/json or application/yaml, "
+                                 f"not {media_type}")  # fmt: skip
+    try:
+        text = (await request.body()).decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise InvalidSpec(f"the spec is not UTF-8 text: {error}") from error
+    if media_type in YAML_TYPES:
+        return parse_spec_text(text)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise InvalidSpec(f"the spec is not valid JSON: {error}") from error
+
+
+def valid_spec(data: Annotated[Any, Depends(spec_body)], limits: LimitsDep) -> StudySpec:
+    """The body validated into a StudySpec: InvalidSpec (422) lists each field at fault."""
+    return validate_spec(data, limits=limits)
+
+
+def _submit(session: Session, launcher: Launcher, study_id: str, *, resume: bool) -> None:
+    """Submit the study's job and record its id; a refused submit fails the study (503)."""
+    try:
+        job_id = launcher.submit(study_id, resume=resume)
+    except Exception as error:
+        message = f"submitting the study's Ray job failed: {error}"
+        repository.set_study_status(
+            session=session, study_id=study_id, status="failed", error=message
+        )
+        session.commit()
+        raise LaunchFailed(message) from error
+    repository.set_ray_job_id(session=session, study_id=study_id, ray_job_id=job_id)
+    session.commit()
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=StudyOut,
+    dependencies=[WriteAccess],
+    openapi_extra={"requestBody": SPEC_BODY},
+)
+def create_study(
+    # declared before the launcher: a bad spec is a 422 even where no launcher is configured
+    spec: Annotated[StudySpec, Depends(valid_spec)],
+    session: SessionDep,
+    launcher: LauncherDep,
+    response: Response,
+) -> StudyOut:
+    """Validate a spec (422 naming the field), store the study, submit its Ray job."""
+    study = repository.create_study(session=session, spec=spec)
+    session.commit()
+    _submit(session, launcher, study.id, resume=False)
+    response.headers["Location"] = f"/studies/{study.id}"
+    return StudyOut.model_validate(study)
+
+
+@router.get("", response_model=StudyPage)
+def list_studies(
+    session: SessionDep,
+    status: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=repository.MAX_PAGE)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> StudyPage:
+    """Studies, newest first, optionally of one status."""
+    page = repository.list_studies(session=session, status=status, limit=limit, offset=offset)
+    return StudyPage(total=page.total, items=[StudySummary.model_validate(s) for s in page.items])
+
+
+@router.get("/{study_id}", response_model=StudyDetail)
+def get_study(study_id: str, session: SessionDep) -> StudyDetail:
+    """A study with its progress (trials by state of the budget) and best values so far."""
+    study = repository.get_study(session=session, study_id=study_id)
+    return study_detail(session, study)
+
+
+@router.post("/{study_id}/cancel", response_model=StudyOut, dependencies=[WriteAccess])
+def cancel_study(study_id: str, session: SessionDep, launcher: LauncherDep) -> StudyOut:
+    """Stop a queued or running study's job and mark it cancelled (409 otherwise)."""
+    study = repository.get_study(session=session, study_id=study_id)
+    if study.status not in ("queued", "running"):
+        raise InvalidTransition(f"study {study_id} is {study.status}: nothing to cancel")
+    session.commit()  # hold no lock while Ray stops the job (its driver writes the study too)
+    if study.ray_job_id is not None:
+        try:
+            launcher.stop(study.ray_job_id)
+        except Exception as error:
+            raise LaunchFailed(f"stopping the Ray job failed: {error}") from error
+    study = repository.set_study_status(session=session, study_id=study_id, status="cancelled")
+    session.commit()
+    return StudyOut.model_validate(study)
+
+
+def _resumable(study_status: str, job_status: str | None) -> bool:
+    if study_status in ("failed", "cancelled"):
+        return True
+    return study_status == "running" and (job_status is None or job_status in ENDED_JOB_STATUSES)
+
+
+@router.post("/{study_id}/resume", response_model=StudyOut, dependencies=[WriteAccess])
+def resume_study(study_id: str, session: SessionDep, launcher: LauncherDep) -> StudyOut:
+    """Submit a new job with --resume for a failed, cancelled or orphaned running study."""
+    study = repository.get_study(session=session, study_id=study_id)
+    job_status = None
+    if study.status == "running" and study.ray_job_id is not None:
+        job_status = launcher.status(study.ray_job_id)
+    if not _resumable(study.status, job_status):
+        reason = f"its job is {job_status}" if study.status == "running" else study.status
+        raise InvalidTransition(f"study {study_id} cannot be resumed: {reason}")
+    repository.set_study_status(session=session, study_id=study_id, status="queued")
+    session.commit()
+    _submit(session, launcher, study_id, resume=True)
+    return StudyOut.model_validate(repository.get_study(session=session, study_id=study_id))
+
+
+@router.delete("/{study_id}", status_code=204, dependencies=[WriteAccess])
+def delete_study(study_id: str, session: SessionDep, settings: SettingsDep) -> Response:
+    """Delete a study, its trials, metrics and Optuna study; a queued or running one: 409."""
+    study = repository.get_study(session=session, study_id=study_id)
+    if study.status == "queued":  # its job is about to write to it
+        raise InvalidTransition(f"study {study_id} is queued: cancel it before deleting it")
+    optuna_name = study.optuna_study_name
+    repository.delete_study(session=session, study_id=study_id)
+    session.commit()
+    repository.delete_optuna_study(
+        database_url=settings.resolved_database_url(), study_name=optuna_name
+    )
+    return Response(status_code=204)

@@ -1,0 +1,113 @@
+"""The /studies/{id}/trials routes: the filtered trial list, one trial, its metric curves."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Request
+
+from service.auth import ReadAccess
+from service.deps import SessionDep
+from service.schemas import MetricPoint, TrialDetail, TrialOut, TrialPage
+from studies import repository
+from studies.db import TRIAL_STATES
+from studies.errors import InvalidQuery
+
+router = APIRouter(prefix="/studies", tags=["trials"], dependencies=[ReadAccess])
+
+RANGE_SUFFIXES = {"_min": 0, "_max": 1}
+# query names for the spec's parameter names that are python keywords
+RANGE_ALIASES = {"lam": "lambda"}
+FloatQuery = Annotated[float | None, Query()]
+
+
+def ranges_from_query(params: Mapping[str, str]) -> dict[str, tuple[float | None, float | None]]:
+    """Every `<field>_min` / `<field>_max` query parameter as {field: (low, high)}.
+
+    Any numeric field or final metric works (`val_acc_min`, `sparsity@1e-08_max`); the
+    repository refuses unknown fields.
+    """
+    ranges: dict[str, list[float | None]] = {}
+    for key, text in params.items():
+        suffix = key[-4:]
+        if suffix not in RANGE_SUFFIXES or len(key) <= 4:
+            continue
+        try:
+            value = float(text)
+        except ValueError:
+            raise InvalidQuery(f"{key} must be a number, got {text!r}") from None
+        if not math.isfinite(value):
+            raise InvalidQuery(f"{key} must be finite, got {text!r}")
+        field = RANGE_ALIASES.get(key[:-4], key[:-4])
+        ranges.setdefault(field, [None, None])[RANGE_SUFFIXES[suffix]] = value
+    return {field: (low, high) for field, (low, high) in ranges.items()}
+
+
+@router.get("/{study_id}/trials", response_model=TrialPage)
+def list_trials(
+    study_id: str,
+    request: Request,
+    session: SessionDep,
+    state: Annotated[list[str] | None, Query()] = None,
+    family: Annotated[list[str] | None, Query()] = None,
+    schedule: Annotated[list[str] | None, Query()] = None,
+    p_min: FloatQuery = None,
+    p_max: FloatQuery = None,
+    lam_min: FloatQuery = None,
+    lam_max: FloatQuery = None,
+    lr_min: FloatQuery = None,
+    lr_max: FloatQuery = None,
+    sort: str = "number",
+    order: Literal["asc", "desc"] = "asc",
+    limit: Annotated[int, Query(ge=1, le=repository.MAX_PAGE)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> TrialPage:
+    """A page of trials: filter by state, family, schedule and ranges, sort by any metric.
+
+    Ranges: `<field>_min` / `<field>_max` (inclusive) for p, lam, lr, until, seed and every
+    final metric, e.g. `val_acc_min=0.9`. Trials missing the sort key come last.
+    """
+    # p_min ... lr_max are declared for the docs; every range is read from the query string
+    unknown = sorted(set(state or []) - set(TRIAL_STATES))
+    if unknown:
+        raise InvalidQuery(f"state: unknown {unknown}; choose from {', '.join(TRIAL_STATES)}")
+    one_of = {name: values for name, values in (("family", family), ("schedule", schedule))}
+    page = repository.list_trials(
+        session=session,
+        study_id=study_id,
+        states=state,
+        ranges=ranges_from_query(request.query_params),
+        one_of={name: values for name, values in one_of.items() if values},
+        sort_by=sort,
+        descending=order == "desc",
+        limit=limit,
+        offset=offset,
+    )
+    return TrialPage(total=page.total, items=[TrialOut.model_validate(t) for t in page.items])
+
+
+@router.get("/{study_id}/trials/{number}", response_model=TrialDetail)
+def get_trial(study_id: str, number: int, session: SessionDep) -> TrialDetail:
+    """One trial with its resolved config and provenance."""
+    repository.get_study(session=session, study_id=study_id)
+    trial = repository.get_trial(session=session, study_id=study_id, number=number)
+    return TrialDetail.model_validate(trial)
+
+
+@router.get("/{study_id}/trials/{number}/metrics", response_model=dict[str, list[MetricPoint]])
+def trial_curves(
+    study_id: str,
+    number: int,
+    session: SessionDep,
+    name: Annotated[list[str] | None, Query(description="metric names; all when absent")] = None,
+) -> dict[str, list[MetricPoint]]:
+    """A trial's metrics over epochs: {name: [{epoch, value}]}; a name it never reported: []."""
+    repository.get_study(session=session, study_id=study_id)
+    trial = repository.get_trial(session=session, study_id=study_id, number=number)
+    curves = repository.trial_metrics(session=session, trial_id=trial.id, names=name)
+    return {
+        metric: [MetricPoint(epoch=epoch, value=value) for epoch, value in curves.get(metric, [])]
+        for metric in [*(name or []), *curves]
+    }

@@ -1,0 +1,49 @@
+"""The FastAPI app factory: settings, database, routers, error handlers; nothing else."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from service.api import analysis, health, studies, trials
+from service.errors import install_error_handlers
+from service.launcher import Launcher
+from studies.db import make_engine, session_factory
+from studies.migrations import upgrade
+from studies.settings import Settings
+
+
+def create_app(settings: Settings, *, launcher: Launcher | None = None) -> FastAPI:
+    """The decaylab API over the database of `settings`.
+
+    Args:
+        launcher: submits studies to Ray; without one, the write routes that need Ray answer
+            503 and everything else works.
+    """
+    url = settings.resolved_database_url()
+    if url.startswith("sqlite"):
+        settings.home.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        upgrade(engine)  # the service and a driver may race here; upgrade serializes them
+        try:
+            yield
+        finally:
+            engine.dispose()
+
+    app = FastAPI(
+        title="decaylab",
+        summary="Weight-decay studies on Ray Tune + Optuna, results in SQL.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.sessions = session_factory(engine)
+    app.state.launcher = launcher
+    install_error_handlers(app)
+    for module in (health, studies, trials, analysis):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,77 @@
+"""Domain errors to HTTP status codes, mapped once (STYLE.md rule 5).
+
+Every error body has one shape: {"detail": message, "errors": [{"loc": [...], "msg": ...}]}.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from studies.errors import (
+    DecaylabError,
+    InvalidQuery,
+    InvalidSpec,
+    InvalidTransition,
+    StudyNotFound,
+    TrialNotFound,
+)
+
+
+class LaunchFailed(DecaylabError):
+    """The launcher could not reach Ray (or none is configured)."""
+
+
+STATUS_CODES: dict[type[DecaylabError], int] = {
+    StudyNotFound: 404,
+    TrialNotFound: 404,
+    InvalidSpec: 422,
+    InvalidQuery: 422,
+    InvalidTransition: 409,
+    LaunchFailed: 503,
+}
+
+
+def error_body(detail: str, errors: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return {"detail": detail, "errors": errors or []}
+
+
+def status_code(error: DecaylabError) -> int:
+    """The HTTP status of a domain error (500 for one this table does not know)."""
+    for kind, code in STATUS_CODES.items():
+        if isinstance(error, kind):
+            return code
+    return 500
+
+
+async def domain_error(request: Request, error: Exception) -> JSONResponse:
+    """The one handler of domain errors."""
+    assert isinstance(error, DecaylabError)
+    errors = error.errors if isinstance(error, InvalidSpec) else []
+    return JSONResponse(error_body(str(error), errors), status_code=status_code(error))
+
+
+async def request_error(request: Request, error: Exception) -> JSONResponse:
+    """FastAPI's own validation errors (bad query parameters), in the same shape."""
+    assert isinstance(error, RequestValidationError)
+    errors = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in error.errors()]
+    lines = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors)
+    return JSONResponse(error_body(f"invalid request: {lines}", errors), status_code=422)
+
+
+async def http_error(request: Request, error: Exception) -> JSONResponse:
+    """401, 404 of unknown routes, 405, 415: the same shape, the same headers."""
+    assert isinstance(error, HTTPException)
+    return JSONResponse(
+        error_body(str(error.detail)), status_code=error.status_code, headers=error.headers
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(DecaylabError, domain_error)
+    app.add_exception_handler(RequestValidationError, request_error)
+    app.add_exception_handler(HTTPException, http_error)
