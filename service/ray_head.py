@@ -1,0 +1,119 @@
+"""The embedded default's Ray head: started and stopped by the service, loopback only.
+
+`ray start --head --block` runs in its own session so that the whole head (GCS, raylet,
+dashboard, job server) is stopped by one signal to its process group; `ray stop` would kill every
+Ray process of the machine, including other people's.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from studies.settings import ray_environment
+
+log = logging.getLogger("decaylab.ray")
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (Ray's default 6379 is Redis's here)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class LocalRayHead:
+    """A Ray head on this machine for the embedded default."""
+
+    home: Path
+    dashboard_port: int = 8265
+    num_cpus: int | None = None
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def dashboard_url(self) -> str:
+        """Where the Ray dashboard and the Jobs API answer."""
+        return f"http://127.0.0.1:{self.dashboard_port}"
+
+    def command(self) -> list[str]:
+        """The `ray start` command line, every port chosen free."""
+        ray = str(Path(sys.executable).with_name("ray"))
+        command = [
+            ray, "start", "--head", "--block", "--disable-usage-stats",
+            f"--port={free_port()}",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={self.dashboard_port}",
+            f"--ray-client-server-port={free_port()}",
+            f"--dashboard-agent-listen-port={free_port()}",
+            f"--temp-dir={self._temp_dir()}",
+        ]  # fmt: skip
+        if self.num_cpus is not None:
+            command.append(f"--num-cpus={self.num_cpus}")
+        return command
+
+    def _temp_dir(self) -> Path:
+        # Ray's socket paths must stay under 108 characters: keep the directory short
+        path = (self.home / "ray").resolve()
+        if len(str(path)) > 40:
+            path = Path("/tmp") / f"decaylab-ray-{os.getuid()}-{abs(hash(str(path))) % 10**8}"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def start(self, timeout: float = 120.0) -> None:
+        """Start the head and wait until its Jobs API answers."""
+        if self._answers():
+            raise RuntimeError(
+                f"something already answers on {self.dashboard_url}: set DECAYLAB_RAY_ADDRESS to "
+                "use that Ray cluster, or DECAYLAB_DASHBOARD_PORT to start ours elsewhere"
+            )
+        log_path = self.home / "ray-head.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            self.command(),
+            env={**os.environ, **ray_environment(self.home)},
+            stdout=log_path.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while not self._answers():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the local Ray head did not start; see {log_path}")
+            time.sleep(0.5)
+        log.info("local Ray head up, dashboard at %s", self.dashboard_url)
+
+    def _answers(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.dashboard_url}/api/version", timeout=2):
+                return True
+        except OSError:
+            return False
+
+    def stop(self, grace: float = 3.0) -> None:
+        """Stop every process of the head: SIGTERM to its group, then SIGKILL to what is left.
+
+        The GCS server ignores SIGTERM, so the group always gets the SIGKILL.
+        """
+        if self.process is None:
+            return
+        process, self.process = self.process, None
+        for signum, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
+            try:
+                os.killpg(process.pid, signum)
+            except ProcessLookupError:
+                break
+            try:
+                process.wait(timeout=wait)
+            except subprocess.TimeoutExpired:
+                continue
+        log.info("local Ray head stopped")

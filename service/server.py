@@ -1,0 +1,123 @@
+"""Running the service: the embedded default's Ray head, the launcher, the reconciler, uvicorn.
+
+`serve(settings)` is what `decaylab serve` runs. With `DECAYLAB_RAY_ADDRESS` unset it starts a
+local Ray head and stops it on shutdown; studies its jobs were driving are resumed from the
+database by the next start (a study survives a restart of the service).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import uvicorn
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.app import create_app
+from service.launcher import ENDED_JOB_STATUSES, Launcher
+from service.ray_head import LocalRayHead
+from service.ray_jobs import RayJobLauncher
+from studies import repository
+from studies.db import Study
+from studies.migrations import upgrade
+from studies.settings import Settings
+
+log = logging.getLogger("decaylab.server")
+RECONCILE_EVERY_S = 5.0
+
+
+def reconcile(sessions: sessionmaker[Session], launcher: Launcher, *, resume_lost: bool) -> None:
+    """Bring queued/running studies in line with their Ray jobs.
+
+    A study whose job is gone or ended without the driver recording an end is resumed
+    (`resume_lost`, at start-up: its cluster may have been restarted) or marked failed with the
+    job's status, so that no study stays `running` with nothing behind it.
+    """
+    with sessions() as session:
+        for status in ("queued", "running"):
+            for study in repository.list_studies(session=session, status=status, limit=500).items:
+                _reconcile_one(session, launcher, study, resume_lost=resume_lost)
+
+
+def _reconcile_one(
+    session: Session, launcher: Launcher, study: Study, *, resume_lost: bool
+) -> None:
+    if study.ray_job_id is None and not resume_lost:
+        return  # being submitted right now
+    job_status = launcher.status(study.ray_job_id) if study.ray_job_id else None
+    if job_status is not None and job_status not in ENDED_JOB_STATUSES:
+        return
+    session.refresh(study)  # the driver may have recorded its end meanwhile
+    if study.status not in ("queued", "running"):
+        return
+    if resume_lost:
+        job_id = launcher.submit(study.id, resume=True)
+        repository.set_ray_job_id(session=session, study_id=study.id, ray_job_id=job_id)
+        log.info("study %s resumed as Ray job %s", study.id, job_id)
+    else:
+        repository.set_study_status(
+            session=session,
+            study_id=study.id,
+            status="failed",
+            error=f"its Ray job {study.ray_job_id} ended ({job_status or 'unknown'}) without the "
+            "driver recording an end; resume it to go on",
+        )
+    session.commit()
+
+
+class Reconciler(threading.Thread):
+    """Runs `reconcile` every few seconds until stopped."""
+
+    def __init__(self, sessions: sessionmaker[Session], launcher: Launcher) -> None:
+        super().__init__(name="decaylab-reconciler", daemon=True)
+        self.sessions, self.launcher = sessions, launcher
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(RECONCILE_EVERY_S):
+            try:
+                reconcile(self.sessions, self.launcher, resume_lost=False)
+            except Exception:  # a passing database or Ray hiccup: try again next round
+                log.exception("reconciling studies with Ray jobs failed")
+
+
+@contextmanager
+def ray_cluster(settings: Settings) -> Iterator[str]:
+    """The Jobs API address: DECAYLAB_RAY_ADDRESS, or a local head for the embedded default."""
+    if settings.ray_address:
+        yield settings.ray_address
+        return
+    head = LocalRayHead(settings.home, dashboard_port=settings.dashboard_port)
+    head.start()
+    try:
+        yield head.dashboard_url
+    finally:
+        head.stop()
+
+
+def serve(settings: Settings) -> None:
+    """Run the API (and, for the embedded default, its Ray head) until interrupted."""
+    with ray_cluster(settings) as address:
+        launcher = RayJobLauncher(address, settings)
+        app = create_app(settings, launcher=launcher)
+        sessions: sessionmaker[Session] = app.state.sessions
+        config = uvicorn.Config(app, host=settings.api_host, port=settings.api_port)
+        server = uvicorn.Server(config)
+        upgrade(
+            settings.resolved_database_url()
+        )  # before reconciling; the app's start-up repeats it
+        reconcile(sessions, launcher, resume_lost=True)
+        reconciler = Reconciler(sessions, launcher)
+        reconciler.start()
+        log.info(
+            "decaylab API on http://%s:%d (docs at /docs), Ray dashboard at %s",
+            settings.api_host,
+            settings.api_port,
+            address,
+        )
+        try:
+            server.run()
+        finally:
+            reconciler.stopped.set()
