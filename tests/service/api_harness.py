@@ -1,0 +1,45 @@
+"""The in-process Launcher and the handle the service tests drive the app through."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+with warnings.catch_warnings():  # starlette's notice about httpx, not about our code
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+
+@dataclass
+class RecordingLauncher:
+    """Launcher that records calls; `jobs` holds the status each job id reports."""
+
+    calls: list[tuple[Any, ...]] = field(default_factory=list)
+    jobs: dict[str, str] = field(default_factory=dict)
+    refuse: bool = False
+
+    def submit(self, study_id: str, *, resume: bool = False) -> str:
+        if self.refuse:
+            raise ConnectionError("Ray is not reachable at 127.0.0.1:8265")
+        job_id = f"raysubmit_{len(self.jobs)}"
+        self.calls.append(("submit", study_id, resume))
+        self.jobs[job_id] = "PENDING"
+        return job_id
+
+    def stop(self, ray_job_id: str) -> None:
+        self.calls.append(("stop", ray_job_id))
+        self.jobs[ray_job_id] = "STOPPED"
+
+    def status(self, ray_job_id: str) -> str | None:
+        return self.jobs.get(ray_job_id)
+
+
+@dataclass
+class Api:
+    client: TestClient
+    sessions: sessionmaker[Session]
+    launcher: RecordingLauncher
+    database_url: str
