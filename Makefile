@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 export RAY_USAGE_STATS_ENABLED := 0
 export TUNE_DISABLE_AUTO_CALLBACK_LOGGERS := 1
 
-.PHONY: install run test test-fast bench lint clean
+.PHONY: install run serve compare test test-fast bench lint clean
 
 install: $(STAMP)
 
@@ -18,6 +18,12 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: install
+	$(PY) -m service.quickstart
+
+serve: install
+	$(VENV)/bin/decaylab serve
+
+compare: install
 	$(PY) -m workers.compare
 
 test: install

@@ -22,7 +22,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-console = Console()
+# a pipe or a log file gets wide tables rather than columns cut to "…"
+console = Console() if sys.stdout.isatty() else Console(width=200)
 TERMINAL = ("succeeded", "failed", "cancelled")
 StudyId = Annotated[str, typer.Argument(help="the study's id (see `decaylab ls`)")]
 
@@ -159,8 +160,8 @@ def show(ctx: typer.Context, study_id: StudyId) -> None:
         console.print(f"  [red]{detail['error']}[/red]")
 
 
-TRIAL_COLUMNS = ["number", "state", "family", "p", "lambda", "schedule", "until", "lr", "seed"]
-METRIC_COLUMNS = ["val_acc", "test_acc", "sparsity", "weight_norm"]
+TRIAL_COLUMNS = ["number", "state", "family", "p", "lambda", "schedule", "until", "seed"]
+METRIC_COLUMNS = ["val_acc", "test_acc", "sparsity"]
 
 
 def _trial_row(trial: dict[str, Any]) -> list[Any]:
