@@ -34,6 +34,7 @@ DECAY_SCALES = ("lr", "schedule")
 _FUSED_DEVICES = ("cpu", "cuda")
 
 NamedParams = list[tuple[str, nn.Parameter]]
+_DECAY_KEYS = ("family", "lam", "p", "decay_scale", "wd_mult", "decayed")
 Finisher = Callable[[], None] | None
 
 
@@ -127,7 +128,7 @@ def _abs_into(weights: list[Tensor], out: FlatBuffer) -> Tensor:
     flat = out.flat
     if flat.dtype == weights[0].dtype:
         for view, weight in zip(out.views, weights, strict=True):
-            torch.abs(weight, out=view)  # the copy and the abs in one pass
+            torch.abs(weight.detach(), out=view)  # the copy and the abs in one pass
     else:
         torch._foreach_copy_(out.views, weights)
         flat.abs_()
@@ -145,6 +146,15 @@ def lp_penalty(weight: Tensor, p: float) -> Tensor:
     magnitude = weight.to(_compute_dtype(weight.dtype)).abs()
     power = magnitude.pow_(p - 1.0).clamp_max_(torch.finfo(magnitude.dtype).max)
     return power.mul_(torch.sign(weight))
+
+
+def lp_penalties_foreach(weights: list[Tensor], p: float) -> list[Tensor]:
+    """`lp_penalty` for same-dtype tensors in foreach passes, in their own dtype."""
+    magnitudes = torch._foreach_abs(weights)
+    torch._foreach_pow_(magnitudes, p - 1.0)
+    torch._foreach_clamp_max_(magnitudes, torch.finfo(weights[0].dtype).max)
+    torch._foreach_mul_(magnitudes, torch._foreach_sign(weights))
+    return magnitudes
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -223,15 +233,17 @@ def _scaler(params: list[Tensor], factor: float, fast: bool) -> Finisher:
 def _lp_coupled(
     opt: DecayOptimizer, group: dict[str, Any], params: list[Tensor], lam: float
 ) -> Finisher:
-    coef = group["p"] * lam
-    if coef == 0.0 or not params:
+    p = group["p"]
+    if p * lam == 0.0 or not params:
         return None
-    grads = [param.grad for param in params]
-    penalties = [lp_penalty(param, group["p"]).to(param.dtype) for param in params]
     if _fast(group):
-        new_grads = torch._foreach_add(grads, penalties, alpha=coef)
+        same_dtype = _by_device_dtype(params)
+        params = [param for same in same_dtype for param in same]
+        penalties = [pen for same in same_dtype for pen in lp_penalties_foreach(same, p)]
     else:
-        new_grads = [g.add(pen, alpha=coef) for g, pen in zip(grads, penalties, strict=True)]
+        penalties = [lp_penalty(param, p).to(param.dtype) for param in params]
+    grads = [param.grad for param in params]
+    new_grads = torch._foreach_add(grads, penalties, alpha=p * lam)
     # The penalised gradient goes in for the base step only; the caller's .grad comes back after.
     for param, grad in zip(params, new_grads, strict=True):
         param.grad = grad
@@ -330,6 +342,17 @@ class DecayOptimizer(torch.optim.Optimizer):
             "decayed": True,
         }
         self._flat_buffers: dict[tuple[int, torch.device, torch.dtype], FlatBuffer] = {}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # torch pickles (and deep-copies) only defaults, state and param_groups.
+        super().__setstate__(state)
+        self._decay_defaults = {key: self.defaults[key] for key in _DECAY_KEYS}
+        self._flat_buffers = {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """torch's load_state_dict; the new groups get fresh scratch buffers."""
+        super().load_state_dict(state_dict)
+        self._flat_buffers.clear()
 
     def _finish_init(self) -> None:
         self.defaults.update(self._decay_defaults)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import io
 import math
+import pickle
 
 import numpy as np
 import pytest
@@ -524,6 +525,17 @@ def test_state_dict_round_trip_continues_identically(family):
     assert restored.param_groups[0]["family"] == family
     loss_steps(model, [(model, opt), (twin, restored)], 2, seed=1)
     assert_models_equal(model, twin)
+
+
+@pytest.mark.parametrize("clone", [copy.deepcopy, lambda obj: pickle.loads(pickle.dumps(obj))])
+def test_deep_copied_or_pickled_optimizer_steps_like_the_original(clone):
+    model = random_model(torch.float32, seed=10)
+    opt = ours(model, "adam", "pwd", True, lam=0.05, p=0.8)
+    loss_steps(model, [(model, opt)], 2)
+    twin, twin_opt = clone((model, opt))
+    loss_steps(model, [(model, opt), (twin, twin_opt)], 2, seed=1)
+    assert_models_equal(model, twin)
+    assert twin_opt.decayed_param_count == opt.decayed_param_count
 
 
 @pytest.mark.parametrize("family", ["l2", "lp_coupled"])
