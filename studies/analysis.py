@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 from scipy import stats
 
 Mode = Literal["max", "min"]
@@ -25,11 +26,42 @@ FACTOR_SCALES: dict[str, Scale] = {
 }
 
 
-def _dominates(a: Sequence[float], b: Sequence[float]) -> bool:
-    """Whether `a` is at least as good as `b` everywhere and better somewhere (all maximized)."""
-    return all(x >= y for x, y in zip(a, b, strict=True)) and any(
-        x > y for x, y in zip(a, b, strict=True)
-    )
+def _front_2d(scored: np.ndarray) -> list[int]:
+    """Non-dominated rows of an (n, 2) array to maximize, by one sweep in sorted order."""
+    order = np.lexsort((-scored[:, 1], -scored[:, 0]))  # first column descending, then second
+    firsts, seconds = scored[order, 0], scored[order, 1]
+    front: list[int] = []
+    best_second = -np.inf  # the best second value among strictly larger first values
+    start = 0
+    while start < len(order):
+        end = start
+        while end < len(order) and firsts[end] == firsts[start]:
+            end += 1
+        top = seconds[start]  # the group's best second value: only its holders can be kept
+        if top > best_second:
+            front += [int(order[k]) for k in range(start, end) if seconds[k] == top]
+            best_second = top
+        start = end
+    return front
+
+
+def _front_nd(scored: np.ndarray) -> list[int]:
+    """Non-dominated rows of an (n, k) array to maximize.
+
+    The lexicographically largest row left is never dominated (a row dominating it would sort
+    before it); keep it, drop every row it dominates, repeat: one vectorized pass per member
+    of the front.
+    """
+    order = np.lexsort(tuple(-scored[:, c] for c in reversed(range(scored.shape[1]))))
+    rows, indices = scored[order], order
+    front: list[int] = []
+    while len(indices):
+        best = rows[0]
+        front.append(int(indices[0]))
+        dropped = np.all(rows <= best, axis=1) & np.any(rows < best, axis=1)
+        dropped[0] = True  # equal rows stay: they are next, and kept in turn
+        rows, indices = rows[~dropped], indices[~dropped]
+    return front
 
 
 def pareto_front(points: Sequence[Sequence[float]], modes: Sequence[str]) -> list[int]:
@@ -41,15 +73,13 @@ def pareto_front(points: Sequence[Sequence[float]], modes: Sequence[str]) -> lis
     """
     if any(mode not in ("max", "min") for mode in modes):
         raise ValueError(f"modes must be 'max' or 'min', got {list(modes)}")
-    signs = [1.0 if mode == "max" else -1.0 for mode in modes]
-    scored = [tuple(s * v for s, v in zip(signs, point, strict=True)) for point in points]
-    # a dominating point sorts before every point it dominates, so comparing each point with
-    # the front found so far is enough: O(n·front) instead of O(n²)
-    order = sorted(range(len(scored)), key=lambda i: tuple(-v for v in scored[i]))
-    front: list[int] = []
-    for index in order:
-        if not any(_dominates(scored[kept], scored[index]) for kept in front):
-            front.append(index)
+    if len(points) == 0:
+        return []
+    signs = np.array([1.0 if mode == "max" else -1.0 for mode in modes])
+    scored = np.asarray(points, dtype=float).reshape(len(points), len(modes)) * signs
+    if scored.shape[1] == 1:
+        return [int(i) for i in np.flatnonzero(scored[:, 0] == scored[:, 0].max())]
+    front = _front_2d(scored) if scored.shape[1] == 2 else _front_nd(scored)
     return sorted(front)
 
 
