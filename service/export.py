@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Iterator
+import math
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -18,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from studies import repository
 from studies.catalog import FINAL_METRICS
-from studies.db import Trial
+from studies.db import FINAL_METRIC_COLUMNS
 
 Row = tuple[Any, ...]
 # (column, Trial attribute, arrow type) of the per-trial table, parameters under spec names
@@ -65,21 +66,36 @@ def trial_schema(spec: dict[str, Any]) -> pa.Schema:
     return pa.schema(fields)
 
 
-def trial_row(trial: Trial, extras: list[str]) -> Row:
-    """One trial as a row of `trial_schema` (values in column order)."""
-    typed = [getattr(trial, attribute) for _, attribute, _ in TRIAL_FIELDS]
-    params = [trial.params.get(name) for name in extras]
-    metrics = [repository.trial_metric(trial, metric) for metric in FINAL_METRICS]
-    return (*typed, *params, *metrics)
+def _trial_columns(extras: list[str]) -> tuple[list[str], Callable[[tuple[Any, ...]], Row]]:
+    """The dl_trial columns to read, and how one read row becomes an export row."""
+    typed = [attribute for _, attribute, _ in TRIAL_FIELDS]
+    metric_columns = [m for m in FINAL_METRICS if m in FINAL_METRIC_COLUMNS]
+    columns = [*typed, *metric_columns, "params", "final_metrics"]
+    at = {name: i for i, name in enumerate(columns)}
+    width = len(typed)
+
+    def row(values: tuple[Any, ...]) -> Row:
+        params, final = values[-2], values[-1]
+        metrics = [values[at[m]] if m in at else _finite(final.get(m)) for m in FINAL_METRICS]
+        return (*values[:width], *(params.get(name) for name in extras), *metrics)
+
+    return columns, row
+
+
+def _finite(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
 
 
 def trial_batches(
     sessions: sessionmaker[Session], study_id: str, extras: list[str]
 ) -> Iterator[list[Row]]:
     """The per-trial rows, from a session of the stream's own (the request's is closed)."""
+    columns, row = _trial_columns(extras)
     with sessions() as session:
-        for trials in repository.iter_trials(session=session, study_id=study_id):
-            yield [trial_row(trial, extras) for trial in trials]
+        for batch in repository.iter_trial_rows(
+            session=session, study_id=study_id, columns=columns
+        ):
+            yield [row(values) for values in batch]
 
 
 def epoch_batches(sessions: sessionmaker[Session], study_id: str) -> Iterator[list[Row]]:
@@ -88,8 +104,7 @@ def epoch_batches(sessions: sessionmaker[Session], study_id: str) -> Iterator[li
 
 
 def _cell(value: Any) -> Any:
-    if value is None:
-        return ""
+    # csv writes None as "" already; datetimes get ISO 8601 rather than str()'s space
     return value.isoformat() if isinstance(value, datetime) else value
 
 
