@@ -12,7 +12,9 @@ import yaml
 from api_harness import Api
 from factories import make_study, make_trial, spec_data
 
+from service.deps import get_session_factory
 from studies import repository
+from studies.db import make_engine, session_factory
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -264,3 +266,17 @@ def test_health_reports_the_database(api: Api) -> None:
     assert body["status"] == "ok"
     dialect = "sqlite" if api.database_url.startswith("sqlite") else "postgresql"
     assert body["database"] == dialect
+
+
+def test_health_is_a_503_naming_the_error_when_the_database_does_not_answer(api: Api) -> None:
+    nowhere = make_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")  # a closed port
+    app = api.client.app
+    app.dependency_overrides[get_session_factory] = lambda: session_factory(nowhere)  # type: ignore[attr-defined]
+    try:
+        response = api.client.get("/health")
+    finally:
+        app.dependency_overrides.clear()  # type: ignore[attr-defined]
+        nowhere.dispose()
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "error" and "OperationalError" in body["database"]
