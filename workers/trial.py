@@ -74,6 +74,17 @@ def header() -> str:
     return "  ".join(name.rjust(w) for (name, _), w in zip(COLUMNS, widths, strict=True))
 
 
+def _validation_message(errors: list[Any] | None) -> str:
+    """Pydantic errors as one line, each led by the field it is about."""
+    parts = []
+    for error in errors or []:
+        # a cross-field check (the schedule's until/from) has no location; its text names them
+        message = str(error["msg"]).removeprefix("Value error, ")
+        where = ".".join(map(str, error["loc"]))
+        parts.append(f"{where}: {message}" if where else message)
+    return "; ".join(parts)
+
+
 def _print_row(epoch: int, metrics: dict[str, float]) -> None:
     print(format_row(epoch, metrics), flush=True)
 
@@ -90,13 +101,24 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args.config, parse_overrides(args.set))
     except (OSError, ValueError, yaml.YAMLError) as exc:
         detail = exc.errors() if isinstance(exc, ValidationError) else None
-        message = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in detail or [])
-        print(f"error: {message or exc}", file=sys.stderr)
+        print(f"error: {_validation_message(detail) or exc}", file=sys.stderr)
         return 2
-    print(header())
-    result = train(
-        config, lambda e, m: print(format_row(e, m), flush=True), data_dir=args.data_dir
-    )
+    started = False
+
+    def on_start(info: dict[str, Any]) -> None:
+        nonlocal started
+        started = True
+        print(header(), flush=True)
+
+    try:
+        result = train(config, _print_row, data_dir=args.data_dir, on_start=on_start)
+    except (OSError, ValueError) as exc:
+        # Before the first epoch these are the user's to fix (missing dataset files, an unknown
+        # dataset or model, a model option the model lacks): one line, no traceback.
+        if started:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     final = result.final_metrics
     print(
         f"{result.status}: epochs={result.epochs_done} test_acc={final.get('test_acc', 'n/a')} "
