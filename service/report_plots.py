@@ -106,6 +106,19 @@ def accuracy_vs_sparsity(trials: Sequence[Trial], front: Sequence[Trial]) -> Plo
         )
     figure = new_figure(7.5, 5.2)
     ax = figure.add_subplot()
+    _family_dots(ax, shown)
+    _draw_front(ax, front)
+    ax.set(
+        title=title,
+        xlabel="sparsity: decayed weights with |w| < 1e-6 (%)",
+        ylabel="validation accuracy (%)",
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(title="family", loc="best", fontsize=9)
+    return Plot("accuracy_vs_sparsity", title, caption, png=png_bytes(figure))
+
+
+def _family_dots(ax: Axes, shown: Sequence[Trial]) -> None:
     families = ordered((str(t.get("family")) for t in shown), FAMILIES)
     for family in families:
         group = [t for t in shown if str(t.get("family")) == family]
@@ -118,15 +131,6 @@ def accuracy_vs_sparsity(trials: Sequence[Trial], front: Sequence[Trial]) -> Plo
             label=f"{family} (n={len(group)})",
             zorder=2,
         )
-    _draw_front(ax, front)
-    ax.set(
-        title=title,
-        xlabel="sparsity: decayed weights with |w| < 1e-6 (%)",
-        ylabel="validation accuracy (%)",
-    )
-    ax.grid(alpha=0.3)
-    ax.legend(title="family", loc="best", fontsize=9)
-    return Plot("accuracy_vs_sparsity", title, caption, png=png_bytes(figure))
 
 
 def _draw_front(ax: Axes, front: Sequence[Trial]) -> None:
