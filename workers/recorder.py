@@ -53,6 +53,7 @@ class SqlRecorder(tune.Callback):
         self._engine: Engine | None = None
         self._sessions: sessionmaker[Session] | None = None
         self._trial_rows: dict[str, int] = {}
+        self._trial_nodes: dict[str, str | None] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -88,14 +89,14 @@ class SqlRecorder(tune.Callback):
     ) -> None:
         """Upsert one epoch's metrics (re-delivery after a retry overwrites, never duplicates)."""
         trial_row = self._trial_rows[trial.trial_id]
+        node = result.get("node_ip")
         with self._session() as session:
-            if TRIAL_INFO in result or "node_ip" in result:
+            # every Tune result carries node_ip: write it when it changes (a retry), not per epoch
+            if TRIAL_INFO in result or node != self._trial_nodes.get(trial.trial_id):
                 repository.update_trial_info(
-                    session=session,
-                    trial_id=trial_row,
-                    node=result.get("node_ip"),
-                    **result.get(TRIAL_INFO, {}),
+                    session=session, trial_id=trial_row, node=node, **result.get(TRIAL_INFO, {})
                 )
+                self._trial_nodes[trial.trial_id] = node
             metrics = result_metrics(result)
             if metrics and result.get(EPOCH, 0) >= 1:
                 repository.record_metrics(
@@ -114,6 +115,8 @@ class SqlRecorder(tune.Callback):
         self._finish(trial, "failed", str(error)[-4000:] if error else "the trial's worker died")
 
     def _finish(self, trial: Trial, state: str, error: str | None) -> None:
+        if trial.trial_id not in self._trial_rows:  # its actor failed before the trial started
+            self.on_trial_start(0, [], trial)
         result = trial.last_result or {}
         with self._session() as session:
             repository.finish_trial(
