@@ -12,8 +12,10 @@ import argparse
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
+from typing import Any
 
 import optuna
 import ray
@@ -80,9 +82,13 @@ class StudyRun:
     spec: StudySpec
     settings: Settings
     database_url: str
+    # None trains for real; bench/orchestration.py runs a fixed-cost trainable through the engine
+    trainable: Callable[[dict[str, Any]], None] | None = None
 
-    def tuner(self, searcher: StudySearcher, num_samples: int) -> tune.Tuner:
-        """The Tuner: resources, the dataset once through the object store, ASHA, the recorder."""
+    def _trainable(self) -> Callable[[dict[str, Any]], None]:
+        """The Tune function trainable, with the dataset sent to the cluster once."""
+        if self.trainable is not None:
+            return self.trainable
         spec, settings = self.spec, self.settings
         data = load_dataset(
             spec.task.dataset,
@@ -90,8 +96,13 @@ class StudyRun:
             val_fraction=spec.task.val_fraction,
             download=spec.task.download or settings.download,
         )
+        return tune.with_parameters(run_trial, data=data)
+
+    def tuner(self, searcher: StudySearcher, num_samples: int) -> tune.Tuner:
+        """The Tuner: resources, the dataset once through the object store, ASHA, the recorder."""
+        spec, settings = self.spec, self.settings
         resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
-        trainable = tune.with_resources(tune.with_parameters(run_trial, data=data), resources)
+        trainable = tune.with_resources(self._trainable(), resources)
         recorder = SqlRecorder(
             self.database_url, self.study_id, epochs=spec.task.epochs, searched=list(spec.space)
         )
