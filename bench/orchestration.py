@@ -306,7 +306,7 @@ def print_report(result: Comparison, trials: int, seconds: float) -> dict[str, f
         ("(a) without the first start", warm, f"ratio {warm / optuna_s:.3f}"),
     ]
     for label, value, note in rows:
-        print(f"{label:<36} {value:8.3f} s   {note}")
+        print(f"{label:<36} {value:8.3f} s   {note}".rstrip())
     overhead = (engine.total - ideal) / trials
     print(f"{'engine overhead per trial':<36} {overhead:8.3f} s")
     return {"ratio": engine.total / optuna_s, "overhead": overhead}
