@@ -52,6 +52,12 @@ FINAL_METRIC_COLUMNS = (
     "weight_norm",
     "angular_update",
 )
+# typed columns the service filters, sorts and aggregates on, covered by ix_dl_trial_covering
+# (migration 0003): queries over every trial of a study read the index, not the wide rows
+COVERED_TRIAL_COLUMNS = (
+    "family", "schedule", "p", "lam", "until", "start", "lr", "seed", "config_id", "replicate",
+    "epochs_done", "best_val_acc", "diverged_epoch", *FINAL_METRIC_COLUMNS,
+)  # fmt: skip
 VERSION_TABLE = "dl_alembic_version"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -138,6 +144,7 @@ class Trial(Base):
         CheckConstraint(_one_of("state", TRIAL_STATES), name="ck_dl_trial_state"),
         Index("ix_dl_trial_study_state", "study_id", "state"),
         Index("ix_dl_trial_study_config", "study_id", "config_id"),
+        Index("ix_dl_trial_covering", "study_id", "state", "number", *COVERED_TRIAL_COLUMNS),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
