@@ -4,6 +4,7 @@ and the driver as the separate process a Ray Job would run."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -13,6 +14,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
+
+from service.ray_head import free_port
 from studies import repository
 from studies.db import make_engine, session_factory
 from studies.migrations import upgrade
@@ -20,6 +24,7 @@ from studies.settings import ray_environment
 from studies.spec import validate_spec
 
 ROOT = Path(__file__).resolve().parent.parent
+DECAYLAB = str(Path(sys.executable).with_name("decaylab"))
 
 
 @contextmanager
@@ -115,3 +120,62 @@ def processes_matching(text: str) -> list[int]:
         if text in cmdline:
             pids.append(int(entry.name))
     return pids
+
+
+class Service:
+    """`decaylab serve` in its own process group, on free ports, with its own home."""
+
+    def __init__(self, home: Path, data_dir: Path, **settings: str) -> None:
+        """`settings` are further DECAYLAB_* variables by their lower-case suffix."""
+        self.home, self.port = home, free_port()
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("DECAYLAB_")}
+        self.env |= {
+            "DECAYLAB_HOME": str(home),
+            "DECAYLAB_DATA_DIR": str(data_dir),
+            "DECAYLAB_API_PORT": str(self.port),
+            "DECAYLAB_DASHBOARD_PORT": str(free_port()),
+            **{f"DECAYLAB_{name.upper()}": value for name, value in settings.items()},
+        }
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        log = (self.home / "service.log").open("ab")
+        self.process = subprocess.Popen(
+            [DECAYLAB, "serve"], env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+
+        def healthy() -> bool:
+            assert self.process is not None and self.process.poll() is None, self.log()
+            try:
+                return httpx.get(f"{self.url}/health", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(healthy, timeout=180)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGINT)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.process = None
+
+    def log(self) -> str:
+        path = self.home / "service.log"
+        return path.read_text(errors="replace")[-3000:] if path.exists() else ""
+
+    def cli(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [DECAYLAB, "--api", self.url, *args],
+            env=self.env, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+        )  # fmt: skip
+
+    def study(self, study_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = httpx.get(f"{self.url}/studies/{study_id}", timeout=10).json()
+        return result

@@ -4,84 +4,18 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pandas as pd
 import pytest
 import yaml
-from engine_support import ROOT, wait_until
-
-from service.ray_head import free_port
+from engine_support import Service, wait_until
 
 pytestmark = pytest.mark.slow
-DECAYLAB = str(Path(sys.executable).with_name("decaylab"))
-
-
-class Service:
-    """`decaylab serve` in its own process group, on free ports, with its own home."""
-
-    def __init__(self, home: Path, data_dir: Path) -> None:
-        self.home, self.port = home, free_port()
-        self.env = {
-            **os.environ,
-            "DECAYLAB_HOME": str(home),
-            "DECAYLAB_DATA_DIR": str(data_dir),
-            "DECAYLAB_API_PORT": str(self.port),
-            "DECAYLAB_DASHBOARD_PORT": str(free_port()),
-        }
-        self.env.pop("DECAYLAB_DATABASE_URL", None)
-        self.env.pop("DECAYLAB_RAY_ADDRESS", None)
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        log = (self.home / "service.log").open("ab")
-        self.home.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
-            [DECAYLAB, "serve"], env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-
-        def healthy() -> bool:
-            assert self.process is not None and self.process.poll() is None, self.log()
-            try:
-                return httpx.get(f"{self.url}/health", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(healthy, timeout=180)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGINT)
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        self.process = None
-
-    def log(self) -> str:
-        path = self.home / "service.log"
-        return path.read_text(errors="replace")[-3000:] if path.exists() else ""
-
-    def cli(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [DECAYLAB, "--api", self.url, *args],
-            env=self.env, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-        )  # fmt: skip
-
-    def study(self, study_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = httpx.get(f"{self.url}/studies/{study_id}", timeout=10).json()
-        return result
 
 
 @pytest.fixture(scope="module")
@@ -163,8 +97,12 @@ def test_submit_watch_and_query_a_study_with_the_cli(service: Service, tmp_path:
 
 def test_bad_input_is_a_one_line_error(service: Service, tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump({"name": "bad", "task": {"dataset": "mnist1d", "model": "mlp"},
-                                   "space": {"p": {"type": "float", "low": -1, "high": 2}}}))  # fmt: skip
+    spec = {
+        "name": "bad",
+        "task": {"dataset": "mnist1d", "model": "mlp"},
+        "space": {"p": {"type": "float", "low": -1, "high": 2}},
+    }
+    bad.write_text(yaml.safe_dump(spec))
     result = service.cli("submit", str(bad))
     assert result.returncode == 1
     assert result.stderr.startswith("error: ") and "space.p" in result.stderr
