@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from studies.settings import ray_environment
@@ -37,7 +37,13 @@ class LocalRayHead:
     home: Path
     dashboard_port: int = 8265
     num_cpus: int | None = None
+    gcs_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def gcs_address(self) -> str:
+        """What other Ray nodes join (`ray start --address=...`)."""
+        return f"127.0.0.1:{self.gcs_port}"
 
     @property
     def dashboard_url(self) -> str:
@@ -49,7 +55,7 @@ class LocalRayHead:
         ray = str(Path(sys.executable).with_name("ray"))
         command = [
             ray, "start", "--head", "--block", "--disable-usage-stats",
-            f"--port={free_port()}",
+            f"--port={self.gcs_port}",
             "--dashboard-host=127.0.0.1",
             f"--dashboard-port={self.dashboard_port}",
             f"--ray-client-server-port={free_port()}",

@@ -53,7 +53,6 @@ class SqlRecorder(tune.Callback):
         self._engine: Engine | None = None
         self._sessions: sessionmaker[Session] | None = None
         self._trial_rows: dict[str, int] = {}
-        self._trial_nodes: dict[str, str | None] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -89,14 +88,12 @@ class SqlRecorder(tune.Callback):
     ) -> None:
         """Upsert one epoch's metrics (re-delivery after a retry overwrites, never duplicates)."""
         trial_row = self._trial_rows[trial.trial_id]
-        node = result.get("node_ip")
         with self._session() as session:
-            # every Tune result carries node_ip: write it when it changes (a retry), not per epoch
-            if TRIAL_INFO in result or node != self._trial_nodes.get(trial.trial_id):
+            # the first report of every run of the trial (a retry too) says where it runs
+            if TRIAL_INFO in result:
                 repository.update_trial_info(
-                    session=session, trial_id=trial_row, node=node, **result.get(TRIAL_INFO, {})
+                    session=session, trial_id=trial_row, **result[TRIAL_INFO]
                 )
-                self._trial_nodes[trial.trial_id] = node
             metrics = result_metrics(result)
             if metrics and result.get(EPOCH, 0) >= 1:
                 repository.record_metrics(

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
+import ray
 from optuna.trial import TrialState
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule, TrialScheduler
@@ -55,7 +56,8 @@ def _finite_only(metrics: dict[str, float]) -> dict[str, float]:
 def run_trial(config: dict[str, Any], data: DatasetSplits) -> None:
     """Tune function trainable: train one configuration, reporting every epoch to Tune."""
     settings = {k: v for k, v in config.items() if not k.startswith("_")}
-    info: dict[str, Any] = {}
+    # the Ray node id, not node_ip: several nodes can share one machine's address
+    info: dict[str, Any] = {"node": ray.get_runtime_context().get_node_id()}
 
     def report(epoch: int, metrics: dict[str, float]) -> None:
         payload: dict[str, Any] = {**_finite_only(metrics), EPOCH: epoch}

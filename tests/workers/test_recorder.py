@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from studies.db import Metric
 from studies.db import Trial as TrialRow
 from workers.recorder import SqlRecorder
-from workers.tune_adapter import CONFIG_NUMBER, CONFIG_REPLICATE
+from workers.tune_adapter import CONFIG_NUMBER, CONFIG_REPLICATE, TRIAL_INFO
 
 EPOCHS = 3
 METRICS = {"val_acc": 0.5, "val_loss": 1.0, "sparsity": 0.25}
@@ -23,9 +23,11 @@ def tune_trial(trial_id: str, number: int = 0) -> Trial:
     return Trial("recorder-test", config=config, trial_id=trial_id, stub=True)
 
 
-def result(epoch: int, node: str) -> dict[str, Any]:
-    # what Tune hands callbacks: our metrics plus its bookkeeping keys
-    return {**METRICS, "epoch": epoch, "node_ip": node, "training_iteration": epoch, "pid": 1}
+def result(epoch: int, node: str | None) -> dict[str, Any]:
+    # what Tune hands callbacks: our metrics plus its bookkeeping keys; the trainable's first
+    # report of every run (a retry too) carries its Ray node
+    info = {TRIAL_INFO: {"node": node}} if node else {}
+    return {**METRICS, "epoch": epoch, "node_ip": "10.0.0.1", "training_iteration": epoch, **info}
 
 
 def recorded(url: str, study_id: str) -> tuple[TrialRow, int]:
@@ -47,12 +49,12 @@ def test_every_epoch_is_stored_and_the_node_follows_a_retry(sqlite_url: str) -> 
     recorder, study_id = new_recorder(sqlite_url)
     trial = tune_trial("a0001")
     recorder.on_trial_start(0, [], trial)
-    for epoch, node in [(1, "10.0.0.1"), (2, "10.0.0.1"), (2, "10.0.0.2"), (3, "10.0.0.2")]:
+    for epoch, node in [(1, "node-a"), (2, None), (2, "node-b"), (3, None)]:
         trial.update_last_result(result(epoch, node))
         recorder.on_trial_result(epoch, [], trial, trial.last_result)
     recorder.on_trial_complete(EPOCHS, [], trial)
     row, metric_rows = recorded(sqlite_url, study_id)
-    assert (row.state, row.node, row.epochs_done) == ("completed", "10.0.0.2", EPOCHS)
+    assert (row.state, row.node, row.epochs_done) == ("completed", "node-b", EPOCHS)
     assert row.params == {"p": 0.8, "lambda": 1e-3, "schedule": "full"}
     assert metric_rows == EPOCHS * len(METRICS)  # the re-delivered epoch 2 is not duplicated
 
