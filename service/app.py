@@ -25,7 +25,9 @@ def create_app(settings: Settings, *, launcher: Launcher | None = None) -> FastA
     url = settings.resolved_database_url()
     if url.startswith("sqlite"):
         settings.home.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(url)
+    # Sync routes run on anyio's worker threads (40 by default): a connection for each, so no
+    # request waits for the pool. Trials never connect: the driver's recorder is the one writer.
+    engine = make_engine(url, pool_size=10, max_overflow=30)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
