@@ -25,6 +25,8 @@ psql -v ON_ERROR_STOP=1 --no-psqlrc --username "$POSTGRES_USER" --dbname "$POSTG
 CREATE ROLE :"reader" LOGIN PASSWORD :'password';
 ALTER ROLE :"reader" SET default_transaction_read_only = on;
 GRANT CONNECT ON DATABASE :"db" TO :"reader";
+-- PostgreSQL 15 and later already deny PUBLIC this; older servers do not
+REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 GRANT USAGE ON SCHEMA public TO :"reader";
 GRANT SELECT ON ALL TABLES IN SCHEMA public TO :"reader";
 ALTER DEFAULT PRIVILEGES FOR ROLE :"owner" IN SCHEMA public GRANT SELECT ON TABLES TO :"reader";
