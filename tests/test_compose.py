@@ -200,7 +200,9 @@ def test_the_api_wiring(services: dict[str, Any]) -> None:
     assert migrate["DECAYLAB_DATABASE_URL"] == api["DECAYLAB_DATABASE_URL"]
     assert api["DECAYLAB_RAY_ADDRESS"] == "http://ray-head:8265"
     assert api["DECAYLAB_API_HOST"] == "0.0.0.0"
-    assert services["api"]["ports"] == [f"0.0.0.0:{api['DECAYLAB_API_PORT']}:8000"]
+    # published on every interface of the host, onto the port the API listens on in its container
+    [published] = services["api"]["ports"]
+    assert published == f"0.0.0.0:8000:{api['DECAYLAB_API_PORT']}"
     assert api["DECAYLAB_API_KEY"] == "change-me-as-well"
 
 
