@@ -75,6 +75,10 @@ def resolve_config(spec: StudySpec, params: Mapping[str, Any], seed: int) -> dic
         "val_fraction": task.val_fraction,
         "download": task.download,
         "augment": task.augment,
+        "amp": task.amp,
+        # the trial's allotment: Ray makes its share of GPUs the visible ones, so "cuda" is one
+        "device": "cuda" if spec.resources.gpu > 0 else "cpu",
+        "threads": max(1, int(spec.resources.cpu)),
     }
 
 

@@ -117,6 +117,7 @@ class TaskSpec(_Model):
     val_fraction: float = Field(default=0.1, gt=0, lt=1)
     download: bool = False
     augment: bool = False
+    amp: bool = Field(default=False, description="bf16 autocast on CUDA (ignored on the CPU)")
 
     _dataset = field_validator("dataset")(_one_of(DATASET_NAMES, "dataset"))
     _model = field_validator("model")(_one_of(MODEL_NAMES, "model"))

@@ -18,6 +18,7 @@ from studies.search_space import (
     suggest,
 )
 from studies.spec import StudySpec
+from studies.trial_config import TrialConfig
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -43,7 +44,8 @@ CONDITIONAL: dict[str, Any] = {
 CONFIG_KEYS = {
     "dataset", "model", "model_options", "epochs", "batch_size", "optimizer", "lr", "momentum",
     "nesterov", "lr_schedule", "warmup", "family", "lam", "p", "schedule", "until", "start",
-    "decay_scale", "decay_all_params", "seed", "val_fraction", "download", "augment",
+    "decay_scale", "decay_all_params", "seed", "val_fraction", "download", "augment", "amp",
+    "device", "threads",
 }  # fmt: skip
 
 
@@ -124,6 +126,30 @@ def test_resolve_config_merges_fixed_and_searched(
     config = resolve_config(spec, params, seed=3)
     assert {k: config[k] for k in expected} == expected
     assert config["dataset"] == "mnist1d" and config["model"] == "cnn1d"
+
+
+@pytest.mark.parametrize(
+    ("resources", "amp", "expected"),
+    [
+        ({}, False, {"device": "cpu", "threads": 1, "amp": False}),
+        ({"cpu": 4}, False, {"device": "cpu", "threads": 4, "amp": False}),
+        ({"cpu": 2, "gpu": 0.25}, True, {"device": "cuda", "threads": 2, "amp": True}),
+        ({"cpu": 0.5, "gpu": 1}, False, {"device": "cuda", "threads": 1, "amp": False}),
+    ],
+)
+def test_a_trial_trains_on_what_ray_allots_it(
+    resources: dict[str, float], amp: bool, expected: dict[str, Any]
+) -> None:
+    spec = StudySpec.model_validate(
+        {
+            "name": "devices",
+            "task": {"dataset": "cifar10", "model": "resnet18", "amp": amp},
+            "resources": resources,
+        }
+    )
+    config = resolve_config(spec, {}, seed=0)
+    assert {k: config[k] for k in expected} == expected
+    assert TrialConfig.model_validate(config).device == expected["device"]
 
 
 RANGES = {
