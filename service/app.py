@@ -15,12 +15,15 @@ from studies.migrations import upgrade
 from studies.settings import Settings
 
 
-def create_app(settings: Settings, *, launcher: Launcher | None = None) -> FastAPI:
+def create_app(
+    settings: Settings, *, launcher: Launcher | None = None, ray_dashboard: str | None = None
+) -> FastAPI:
     """The decaylab API over the database of `settings`.
 
     Args:
         launcher: submits studies to Ray; without one, the write routes that need Ray answer
             503 and everything else works.
+        ray_dashboard: the Ray dashboard's URL, shown by /health (and so by the CLI).
     """
     url = settings.resolved_database_url()
     if url.startswith("sqlite"):
@@ -45,6 +48,7 @@ def create_app(settings: Settings, *, launcher: Launcher | None = None) -> FastA
     app.state.settings = settings
     app.state.sessions = session_factory(engine)
     app.state.launcher = launcher
+    app.state.ray_dashboard = ray_dashboard
     install_error_handlers(app)
     for module in (health, studies, trials, analysis):
         app.include_router(module.router)

@@ -89,10 +89,16 @@ class TrialOut(_Out):
 
 
 class TrialDetail(TrialOut):
-    """One trial with its resolved config and the versions of the code that trained it."""
+    """One trial with its resolved config, the versions of the code that trained it, and the
+    histogram of its final decayed weights (None until its last epoch)."""
 
     config: dict[str, Any]
     provenance: dict[str, Any]
+    weight_histogram: dict[str, Any] | None = Field(
+        default=None,
+        description="log10|w| of the decayed weights after the last epoch: `edges` (decades), "
+        "`counts` per bin, `zeros` (exact zeros) and `total`",
+    )
 
 
 class TrialPage(BaseModel):
@@ -152,3 +158,4 @@ class Health(BaseModel):
     status: str
     database: str
     version: str
+    ray_dashboard: str | None = None

@@ -101,7 +101,9 @@ def serve(settings: Settings) -> None:
     """Run the API (and, for the embedded default, its Ray head) until interrupted."""
     with ray_cluster(settings) as address:
         launcher = RayJobLauncher(address, settings)
-        app = create_app(settings, launcher=launcher)
+        app = create_app(
+            settings, launcher=launcher, ray_dashboard=settings.dashboard_url or address
+        )
         sessions: sessionmaker[Session] = app.state.sessions
         config = uvicorn.Config(app, host=settings.api_host, port=settings.api_port)
         server = uvicorn.Server(config)

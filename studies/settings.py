@@ -19,6 +19,9 @@ class Settings(BaseSettings):
     home: Path = Field(DEFAULT_HOME, description="Working directory for the embedded default.")
     database_url: str = Field("", description="SQLAlchemy URL; empty means SQLite under home.")
     ray_address: str = Field("", description="Ray Jobs address; empty starts a local head.")
+    dashboard_url: str = Field(
+        "", description="The Ray dashboard as a browser reaches it; empty: the Jobs address."
+    )
     data_dir: Path = Field(Path(".decaylab/data"), description="Where datasets live.")
     download: bool = Field(False, description="Allow torchvision datasets to be downloaded.")
     api_key: str = Field("", description="Bearer key required by write endpoints when set.")

@@ -65,9 +65,11 @@ def submitted_id(result: subprocess.CompletedProcess[str]) -> str:
 
 
 def test_submit_watch_and_query_a_study_with_the_cli(service: Service, tmp_path: Path) -> None:
-    study_id = submitted_id(
-        service.cli("submit", str(write_spec(tmp_path / "s.yaml", epochs=2, n_trials=4)))
-    )
+    submitted = service.cli("submit", str(write_spec(tmp_path / "s.yaml", epochs=2, n_trials=4)))
+    study_id = submitted_id(submitted)
+    health = httpx.get(f"{service.url}/health", timeout=10).json()
+    assert health["ray_dashboard"] == f"http://127.0.0.1:{service.env['DECAYLAB_DASHBOARD_PORT']}"
+    assert f"{health['ray_dashboard']}/#/jobs/decaylab-{study_id[:8]}" in submitted.stdout
     watched = service.cli("watch", study_id)
     assert watched.returncode == 0, watched.stdout + watched.stderr + service.log()
     assert f"study {study_id} succeeded" in watched.stdout
