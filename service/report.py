@@ -16,13 +16,20 @@ from typing import Any
 from service import report_plots as plots
 from service.client import ApiClient
 from service.report_html import render_html
+from service.report_importance import final_metric
 
 PAGE = 1000  # the API's largest page
 CURVE_METRICS = ("val_acc", "weight_norm")
 # curves fetched per (family, schedule): one request per trial, so a big study is sampled
 MAX_CURVES_PER_GROUP = 50
 EFFECT_METRICS = ("val_acc", "sparsity", "weight_norm")
-FIGURE_NAMES = ("accuracy_vs_sparsity", "p_effects", "curves_by_schedule", "importance")
+FIGURE_NAMES = (
+    "accuracy_vs_sparsity",
+    "p_effects",
+    "curves_by_schedule",
+    "weight_histogram",
+    "importance",
+)
 
 Json = dict[str, Any]
 
@@ -38,6 +45,7 @@ class ReportData:
     front: Json  # the accuracy-sparsity front the first figure rings
     effects: dict[str, dict[str, Json]]  # factor -> metric -> /effects answer
     curves: dict[int, dict[str, list[tuple[int, float | None]]]]
+    histograms: list[tuple[Json, Json]]  # (trial, its final |w| histogram)
 
     @property
     def usable(self) -> list[Json]:
@@ -103,6 +111,28 @@ def fetch_effects(client: ApiClient, study_id: str, trials: Sequence[Json]) -> d
     }
 
 
+def best_by_family(trials: Sequence[Json], families: Sequence[str]) -> list[Json]:
+    """The most accurate (val_acc) usable trial of each family that has one, in that order."""
+    chosen = []
+    for family in families:
+        group = [t for t in trials if t.get("family") == family and final_metric(t, "val_acc")]
+        if group:
+            chosen.append(max(group, key=lambda t: (final_metric(t, "val_acc"), -t["number"])))
+    return chosen
+
+
+def fetch_histograms(
+    client: ApiClient, study_id: str, trials: Sequence[Json]
+) -> list[tuple[Json, Json]]:
+    """(trial, final |w| histogram) of the best pWD and best decoupled trial that have one."""
+    pairs = []
+    for trial in best_by_family(trials, plots.HISTOGRAM_FAMILIES):
+        detail = client.get(f"/studies/{study_id}/trials/{trial['number']}")
+        if detail.get("weight_histogram"):
+            pairs.append((trial, detail["weight_histogram"]))
+    return pairs
+
+
 def fetch_report_data(client: ApiClient, study_id: str) -> ReportData:
     """Everything the report needs, through the REST API."""
     base = f"/studies/{study_id}"
@@ -116,11 +146,12 @@ def fetch_report_data(client: ApiClient, study_id: str) -> ReportData:
         front=client.get(f"{base}/pareto", x="val_acc", y="sparsity", x_mode="max", y_mode="max"),
         effects=fetch_effects(client, study_id, trials),
         curves=fetch_curves(client, study_id, curve_sample(usable_trials(trials))),
+        histograms=fetch_histograms(client, study_id, usable_trials(trials)),
     )
 
 
 def build_plots(data: ReportData) -> list[plots.Plot]:
-    """The four figures, each drawn or replaced by a note."""
+    """The five figures, each drawn or replaced by a note."""
     usable = data.usable
     front = [item["trial"] for item in data.front["items"]]
     epochs = int(data.study["spec"]["task"]["epochs"])
@@ -128,6 +159,7 @@ def build_plots(data: ReportData) -> list[plots.Plot]:
         plots.accuracy_vs_sparsity(usable, front),
         plots.p_effects(usable),
         plots.curves_by_schedule(usable, data.curves, epochs),
+        plots.weight_histograms(data.histograms),
         plots.importance(data.study["spec"], usable),
     ]
 

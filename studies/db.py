@@ -185,6 +185,8 @@ class Trial(Base):
     diverged_epoch: Mapped[int | None] = mapped_column(Integer)
     decayed_param_count: Mapped[int | None] = mapped_column(BigInteger)
     non_decayed_param_count: Mapped[int | None] = mapped_column(BigInteger)
+    # counts of log10|w| per decade at the last epoch (workers.metrics.weight_histogram)
+    weight_histogram: Mapped[dict[str, Any] | None] = mapped_column(JSONDocument)
     node: Mapped[str | None] = mapped_column(String(200))
     error: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -271,8 +271,9 @@ def update_trial_info(
     decayed_param_count: int | None = None,
     non_decayed_param_count: int | None = None,
     provenance: Mapping[str, Any] | None = None,
+    weight_histogram: Mapping[str, Any] | None = None,
 ) -> Trial:
-    """Fill in what a trial learns once running (node, counts, provenance); None keeps."""
+    """Fill in what a running trial learns (node, counts, provenance, |w| histogram)."""
     trial = session.get(Trial, trial_id)
     if trial is None:
         raise TrialNotFound(trial_id)
@@ -281,6 +282,7 @@ def update_trial_info(
         "decayed_param_count": decayed_param_count,
         "non_decayed_param_count": non_decayed_param_count,
         "provenance": dict(provenance) if provenance is not None else None,
+        "weight_histogram": dict(weight_histogram) if weight_histogram is not None else None,
     }
     for name, value in updates.items():
         if value is not None:

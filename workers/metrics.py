@@ -139,3 +139,31 @@ class AngularTracker:
         ]
         self.snapshot()
         return float(torch.stack(layer_means).mean()) / steps
+
+
+# decades of |w| in the final histogram: float32's smallest subnormal is 1.4e-45, so every
+# nonzero float32 weight lies in [1e-45, 1e2); larger ones are counted in the last bin
+HISTOGRAM_DECADES = (-45, 2)
+
+
+def weight_histogram(named_params: NamedParams) -> dict[str, list[int] | list[float] | int]:
+    """Counts of log10|w| of the decayed weights in one bin per decade, and of exact zeros.
+
+    Returns {"edges": [-45, ..., 2] (log10 |w|), "counts": one per bin, "zeros": exact zeros,
+    "total": all weights}; a float64 weight below 1e-45 is counted in the first bin.
+    """
+    low, high = HISTOGRAM_DECADES
+    edges = list(range(low, high + 1))
+    if not named_params or all(p.numel() == 0 for _, p in named_params):
+        return {"edges": [float(e) for e in edges], "counts": [0] * (high - low), "zeros": 0,
+                "total": 0}  # fmt: skip
+    flat = _flat_weights(named_params).abs().double()
+    nonzero = flat[flat > 0]
+    decades = torch.floor(torch.log10(nonzero)).clamp(low, high - 1).long() - low
+    counts = torch.bincount(decades, minlength=high - low).tolist()
+    return {
+        "edges": [float(e) for e in edges],
+        "counts": counts,
+        "zeros": int(flat.numel() - nonzero.numel()),
+        "total": int(flat.numel()),
+    }

@@ -23,7 +23,13 @@ from torch import Tensor, nn
 
 from studies.trial_config import TrialConfig
 from workers.data import DatasetSplits, augment_cifar, iterate_batches, load_dataset
-from workers.metrics import AngularTracker, layer_weight_norms, pruned, weight_stats
+from workers.metrics import (
+    AngularTracker,
+    layer_weight_norms,
+    pruned,
+    weight_histogram,
+    weight_stats,
+)
 from workers.models import build_model
 from workers.optim import DecayOptimizer, decayed_parameters, make_optimizer
 
@@ -46,6 +52,7 @@ class TrainResult:
     config: dict[str, Any]
     provenance: dict[str, str]
     diverged_epoch: int | None = None
+    weight_histogram: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -204,6 +211,7 @@ def train(
     *,
     data_dir: Path = Path(".decaylab/data"),
     on_start: Callable[[dict[str, Any]], None] | None = None,
+    on_end: Callable[[dict[str, Any]], None] | None = None,
 ) -> TrainResult:
     """Train one configuration, calling `report(epoch, metrics)` after every epoch.
 
@@ -214,6 +222,8 @@ def train(
     Args:
         data: the dataset's tensors; loaded from `data_dir` when not given.
         on_start: called once with the parameter counts and provenance, before the first epoch.
+        on_end: called once with the final `weight_histogram` (workers.metrics) of a run that
+            trained all its epochs, just before the last epoch's report.
     """
     torch.set_num_threads(config.threads)
     if data is None:
@@ -233,6 +243,7 @@ def train(
     if on_start is not None:
         on_start(info)
     metrics: dict[str, float] = {}
+    histogram: dict[str, Any] | None = None
     best_val_acc, status, diverged_epoch, epoch = -math.inf, "completed", None, 0
     for epoch in range(1, config.epochs + 1):
         metrics = trial.epoch()
@@ -241,6 +252,9 @@ def train(
             metrics["diverged"] = 1.0
         elif epoch == config.epochs:
             metrics["test_acc"] = evaluate(trial.model, *trial.data.test, amp=config.amp)[1]
+            histogram = weight_histogram(trial.decayed)
+            if on_end is not None:
+                on_end({"weight_histogram": histogram})
         best_val_acc = max(best_val_acc, metrics["val_acc"])
         if report is not None:
             report(epoch, metrics)
@@ -254,5 +268,6 @@ def train(
         seed=config.seed,
         config=config.to_record(),
         diverged_epoch=diverged_epoch,
+        weight_histogram=histogram,
         **info,
     )

@@ -67,7 +67,8 @@ def run_trial(config: dict[str, Any], data: DatasetSplits) -> None:
         tune.report(payload)
 
     try:
-        train(TrialConfig.model_validate(settings), report, data, on_start=info.update)
+        trial_config = TrialConfig.model_validate(settings)
+        train(trial_config, report, data, on_start=info.update, on_end=info.update)
     except Exception:
         # A trial that raises is a result (failed, with its reason), not a crash: retrying a
         # deterministic error wastes the budget. A dead worker is retried by Tune instead.

@@ -6,6 +6,8 @@ import pytest
 from api_harness import Api
 from factories import make_study, make_trial
 
+from studies import repository
+
 P = [0.4, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6, 1.8, 2.0, None]
 LAM = [1e-1, 1e-2, 1e-3, 1e-4, 1e-1, 1e-2, 1e-3, 1e-4, 1e-1, 1e-2]
 STATES = {3: "failed", 7: "pruned", 8: "running"}
@@ -118,3 +120,15 @@ def test_a_diverged_value_comes_back_as_null(api: Api) -> None:
         make_trial(session, study, state="diverged", curves={"train_loss": [2.0, float("nan")]})
     curve = api.client.get(f"/studies/{study}/trials/0/metrics?name=train_loss").json()
     assert curve == {"train_loss": [{"epoch": 1, "value": 2.0}, {"epoch": 2, "value": None}]}
+
+
+def test_a_trial_shows_its_final_weight_histogram_once_recorded(api: Api, study: str) -> None:
+    histogram = {"edges": [-2.0, -1.0, 0.0], "counts": [3, 5], "zeros": 2, "total": 10}
+    with api.sessions.begin() as session:
+        trial = repository.get_trial(session=session, study_id=study, number=2)
+        repository.update_trial_info(
+            session=session, trial_id=trial.id, weight_histogram=histogram
+        )
+    assert api.client.get(f"/studies/{study}/trials/2").json()["weight_histogram"] == histogram
+    # a trial that never finished its last epoch has none
+    assert api.client.get(f"/studies/{study}/trials/7").json()["weight_histogram"] is None

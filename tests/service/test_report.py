@@ -34,7 +34,14 @@ from studies import repository as repo
 from studies.settings import Settings
 
 EPOCHS = 12
-FIGURES = ("accuracy_vs_sparsity", "p_effects", "curves_by_schedule", "importance")
+FIGURES = (
+    "accuracy_vs_sparsity",
+    "p_effects",
+    "curves_by_schedule",
+    "weight_histogram",
+    "importance",
+)
+WEIGHTS = 10_000  # decayed weights per seeded histogram
 SWITCHES = {"early": (0.25, 0.5), "late": (0.5, 0.75)}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SEARCH_SPACE: dict[str, Any] = {
@@ -78,6 +85,20 @@ def _curves(
     return {"val_acc": acc, "weight_norm": [scale * n for n in norm]}
 
 
+def _histogram(sparsity: float, noise: random.Random) -> dict:
+    """A final |w| histogram as workers.metrics.weight_histogram writes it: the sparse share
+    spread over tiny decades (a tenth of it exact zeros), the rest around 1e-2."""
+    edges = list(range(-45, 3))
+    counts = [0] * (len(edges) - 1)
+    sparse = round(sparsity * WEIGHTS)
+    zeros = sparse // 10
+    for _ in range(sparse - zeros):
+        counts[edges.index(noise.randint(-38, -8))] += 1
+    for _ in range(WEIGHTS - sparse):
+        counts[edges.index(min(1, round(noise.gauss(-2, 0.8))))] += 1
+    return {"edges": [float(e) for e in edges], "counts": counts, "zeros": zeros, "total": WEIGHTS}
+
+
 def _seed_trial(
     session: Session,
     study_id: str,
@@ -85,6 +106,7 @@ def _seed_trial(
     config: dict,
     final: dict | None,
     curves: dict | None,
+    histogram: dict | None = None,
     **finish: Any,
 ) -> None:
     searched = {
@@ -96,6 +118,8 @@ def _seed_trial(
         "from": config["start"],
     }
     trial = repo.start_trial(session=session, study_id=study_id, config=config, params=searched)
+    if histogram is not None:
+        repo.update_trial_info(session=session, trial_id=trial.id, weight_histogram=histogram)
     names = list(curves or {})
     for epoch, values in enumerate(zip(*(curves or {}).values(), strict=True), start=1):
         metrics = dict(zip(names, values, strict=True))
@@ -165,6 +189,7 @@ def seed_finished_study(session: Session) -> tuple[str, list[Seeded]]:
                 _config(family, p, 10 ** -(1 + index % 3), schedule, switch, seed),
                 final,
                 curves,
+                _histogram(sparsity, noise),
             )
             seeded.append(Seeded(len(seeded), "completed", schedule, acc, sparsity))
     return study.id, seeded
@@ -199,7 +224,9 @@ def seed_failing_study(session: Session) -> tuple[str, list[Seeded]]:
         if state == "diverged":
             final, finish = {"val_acc": float("nan")}, {"diverged_epoch": 2}
         config = _config("pwd", p, 1e-3, schedule, 0.5, seed=number % 2)
-        _seed_trial(session, study.id, state, config, final, curves, **finish)
+        completed = state == "completed"
+        histogram = _histogram(sparsity or 0.0, random.Random(number)) if completed else None
+        _seed_trial(session, study.id, state, config, final, curves, histogram, **finish)
         seeded.append(Seeded(number, state, schedule, acc, sparsity))
     return study.id, seeded
 

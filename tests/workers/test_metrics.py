@@ -16,6 +16,7 @@ from workers.metrics import (
     layer_weight_norms,
     pruned,
     threshold_metric_name,
+    weight_histogram,
     weight_stats,
 )
 
@@ -247,3 +248,15 @@ def test_metrics_on_cuda_match_cpu():
     cuda[0][1].mul_(-1)
     # both rows of the first layer turn by π, the second layer stays: (π + 0) / 2 layers / 2 steps
     assert tracker.measure(steps=2) == pytest.approx(math.pi / 4, rel=1e-12)
+
+
+def test_weight_histogram_counts_each_decade_and_the_exact_zeros_apart() -> None:
+    first = torch.tensor([0.0, -0.0, -1e-30, 5e-7])
+    second = torch.tensor([[0.5, -1.0], [150.0, 2e-44]])
+    histogram = weight_histogram([("a", first), ("b", second)])
+    assert histogram["edges"] == [float(e) for e in range(-45, 3)]
+    assert histogram["total"] == 8 and histogram["zeros"] == 2
+    filled = {int(histogram["edges"][i]): c for i, c in enumerate(histogram["counts"]) if c}
+    # 150 lies beyond the last edge (1e2) and is counted in the last decade; 2e-44 is subnormal
+    assert filled == {-44: 1, -30: 1, -7: 1, -1: 1, 0: 1, 1: 1}
+    assert weight_histogram([])["total"] == 0

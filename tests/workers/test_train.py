@@ -162,6 +162,24 @@ def test_result_carries_counts_seed_config_and_versions(data_dir: Path) -> None:
     assert TrialConfig.model_validate(result.to_dict()["config"]).seed == 7
 
 
+def test_a_finished_run_hands_its_final_weight_histogram_to_on_end(
+    mnist1d: DatasetSplits,
+) -> None:
+    ended: list[dict[str, Any]] = []
+    config = TrialConfig.model_validate({**small_mlp(epochs=3, family="pwd", lam=5e-2, p=0.6)})
+    result = train(config, None, mnist1d, on_end=ended.append)
+    histogram = result.weight_histogram
+    assert ended == [{"weight_histogram": histogram}]
+    assert histogram is not None and histogram["total"] == result.decayed_param_count
+    assert sum(histogram["counts"]) + histogram["zeros"] == histogram["total"]
+    # the decades below 1e-6 and the exact zeros are the weights `sparsity` counts
+    lower_edges = histogram["edges"][:-1]
+    below = sum(c for e, c in zip(lower_edges, histogram["counts"], strict=True) if e < -6)
+    sparse = (below + histogram["zeros"]) / histogram["total"]
+    assert sparse == pytest.approx(result.final_metrics["sparsity"], abs=1e-12)
+    assert sparse > 0.05  # pWD at p=0.6 has made some weights tiny: the check is not vacuous
+
+
 # ---------------------------------------------------------------------------------------------
 # Determinism and divergence
 
