@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 export RAY_USAGE_STATS_ENABLED := 0
 export TUNE_DISABLE_AUTO_CALLBACK_LOGGERS := 1
 
-.PHONY: install run serve compare test test-fast bench lint clean
+.PHONY: install run serve compare reproduce test test-fast bench lint clean
 
 install: $(STAMP)
 
@@ -25,6 +25,9 @@ serve: install
 
 compare: install
 	$(PY) -m workers.compare
+
+reproduce: install
+	$(PY) -m service.reproduce
 
 test: install
 	$(PY) -m pytest -q

@@ -103,16 +103,20 @@ def paired_difference(a: Config, b: Config, metric: str) -> Summary:
 
 
 def show(summary: Summary, percent: bool = False, signed: bool = False) -> str:
-    """`64.3% [62.1, 66.5]` or `+0.004 [-0.01, 0.02]`: a mean and its 95% CI."""
+    """`64.3% [62.1, 66.5]`, `-1.2 pt [-3.0, 0.6]` or `+2.21 [0.49, 3.93]`: mean and 95% CI."""
     if summary.mean is None:
         return "n/a"
-    scale, unit = (100.0, "%") if percent else (1.0, "")
+    scale = 100.0 if percent else 1.0
+    unit = (" pt" if signed else "%") if percent else ""
     digits = ".1f" if percent else ".3g"
-    sign = "+" if signed else ""
-    text = f"{scale * summary.mean:{sign}{digits}}{unit}"
+
+    def number(value: float) -> str:
+        return f"{scale * value + 0.0:{digits}}"  # + 0.0: never a "-0.0"
+
+    text = f"{'+' if signed and summary.mean >= 0 else ''}{number(summary.mean)}{unit}"
     if summary.ci_low is None or summary.ci_high is None:
         return f"{text} (n={summary.count}, no CI)"
-    return f"{text} [{scale * summary.ci_low:{digits}}, {scale * summary.ci_high:{digits}}]"
+    return f"{text} [{number(summary.ci_low)}, {number(summary.ci_high)}]"
 
 
 def as_json(summary: Summary) -> dict[str, Any]:

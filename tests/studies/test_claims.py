@@ -78,7 +78,7 @@ def test_claim_1_holds_for_a_sparse_pwd_run_at_decoupled_accuracy() -> None:
 def test_claim_1_does_not_hold_when_pwd_loses_accuracy() -> None:
     verdict = judge("1", sparsity_arms((0.60, 0.61, 0.59), (0.7, 0.72, 0.68)))
     assert verdict.verdict == FAILS
-    assert "pWD's test accuracy is -4.5% [-7.8, -1.2]" in verdict.reason
+    assert "pWD's test accuracy is -4.5 pt [-7.8, -1.2]" in verdict.reason
 
 
 def test_claim_1_does_not_hold_when_no_pwd_run_is_mostly_sparse() -> None:
