@@ -267,13 +267,15 @@ def export(
 @app.command()
 def report(
     ctx: typer.Context,
-    study_id: StudyId,
+    study_ids: Annotated[
+        list[str], typer.Argument(help="a study id, or several to compare in one report")
+    ],
     output: Annotated[Path, typer.Option("-o", "--output", help="directory")] = Path("report"),
 ) -> None:
     """Plots a person wants to look at (PNG) and an index.html with the best trials."""
     from service.report import write_report
 
-    index = write_report(_client(ctx), study_id, output)
+    index = write_report(_client(ctx), study_ids, output)
     console.print(f"report: {index}")
 
 

@@ -1,7 +1,8 @@
 """`decaylab report`: the figures a researcher looks at and one self-contained index.html.
 
-Everything comes from the REST API (GET /studies/{id}, /trials, /trials/{n}/metrics, /best,
-/pareto, /effects), so a report can be drawn from a remote service. Only completed trials that
+Everything comes from the REST API (GET /studies/{id}, /trials, /trials/{n}, /trials/{n}/metrics,
+/best, /pareto, /effects), so a report can be drawn from a remote service; several studies (the
+arms of one comparison) can share one report (service/report_merge.py). Only completed trials that
 did not diverge enter the figures; the header counts every trial by state.
 """
 
@@ -168,9 +169,23 @@ def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def write_report(client: ApiClient, study_id: str, output_dir: Path) -> Path:
-    """Write the study's PNG figures and a self-contained index.html; returns the html's path."""
-    data = fetch_report_data(client, study_id)
+def fetch_studies(client: ApiClient, study_ids: str | Sequence[str]) -> ReportData:
+    """One study's report data, or several studies' merged into one report."""
+    ids = [study_ids] if isinstance(study_ids, str) else list(study_ids)
+    parts = [fetch_report_data(client, study_id) for study_id in ids]
+    if len(parts) == 1:
+        return parts[0]
+    from service.report_merge import merge_report_data  # it builds on this module
+
+    return merge_report_data(parts)
+
+
+def write_report(client: ApiClient, study_ids: str | Sequence[str], output_dir: Path) -> Path:
+    """Write the PNG figures and a self-contained index.html of one or several studies.
+
+    Returns the html's path.
+    """
+    data = fetch_studies(client, study_ids)
     figures = build_plots(data)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)

@@ -416,6 +416,34 @@ def test_a_report_into_a_used_directory_removes_figures_it_no_longer_draws(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["index.html"]
 
 
+def test_several_studies_share_one_report_with_their_trials_numbered_apart(
+    reports: Reports, tmp_path: Path
+) -> None:
+    (finished, seeded), (failing, failing_seeded) = reports.finished, reports.failing
+    index = write_report(reports.client, [finished, failing], tmp_path)
+    html = index.read_text(encoding="utf-8")
+    last = len(seeded) + len(failing_seeded) - 1
+    title = f"families-and-schedules #0–#{len(seeded) - 1} + with-failures #{len(seeded)}–#{last}"
+    assert f"<h1>{title}</h1>" in html
+    for name in FIGURES:
+        assert_real_png(tmp_path / f"{name}.png")
+    assert "not drawn" not in html
+    completed = len(seeded) + sum(s.state == "completed" for s in failing_seeded)
+    assert f"Each dot is one completed trial (n={completed})" in html
+    assert "status <b>failed, succeeded</b>" in html
+    # the best val_acc over both studies, under its new number
+    best = max(
+        [(s.val_acc or 0, s.number) for s in seeded]
+        + [
+            (s.val_acc or 0, len(seeded) + s.number)
+            for s in failing_seeded
+            if s.state == "completed"
+        ]
+    )
+    best_rows = re.findall(r"<td class=l>val_acc \(max\)</td><td class=l>#(\d+)<", html)
+    assert best_rows == [str(best[1])]
+
+
 def test_an_unknown_study_is_an_api_error(reports: Reports, tmp_path: Path) -> None:
     from service.client import ApiError
 

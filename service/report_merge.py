@@ -1,0 +1,134 @@
+"""Several studies in one report: the arms of one comparison (pWD against AdamW as two studies
+with the same task and budget) drawn side by side.
+
+Each study's data comes from the API as for a single report; the trials are renumbered one
+after the other (the title says which numbers belong to which study) and everything that
+compares trials across studies (best, Pareto fronts, effects, the histogram pair) is
+recomputed here with the same functions the API uses.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from service.report import EFFECT_METRICS, Json, ReportData, best_by_family, usable_trials
+from service.report_importance import final_metric
+from service.report_plots import HISTOGRAM_FAMILIES
+from studies.analysis import CONFIDENCE, FACTOR_SCALES, effects, pareto_front
+
+ACCURACY_SPARSITY = (("val_acc", "max"), ("sparsity", "max"))
+
+
+def _renumbered(part: ReportData, offset: int) -> ReportData:
+    def shift(trial: Json) -> Json:
+        return {**trial, "number": trial["number"] + offset, "study": part.study["name"]}
+
+    return ReportData(
+        study=part.study,
+        trials=[shift(t) for t in part.trials],
+        best=part.best,
+        pareto=part.pareto,
+        front=part.front,
+        effects=part.effects,
+        curves={number + offset: c for number, c in part.curves.items()},
+        histograms=[(shift(t), h) for t, h in part.histograms],
+    )
+
+
+def local_front(trials: Sequence[Json], axes: Sequence[tuple[str, str]]) -> Json:
+    """What GET /pareto answers, over the given trials."""
+    metrics, modes = [m for m, _ in axes], [d for _, d in axes]
+    complete: list[tuple[Json, list[float]]] = []
+    for trial in trials:
+        values = [final_metric(trial, m) for m in metrics]
+        if all(v is not None for v in values):
+            complete.append((trial, [float(v or 0.0) for v in values]))
+    front = [complete[i] for i in pareto_front([v for _, v in complete], modes)]
+    sign = -1.0 if modes[0] == "max" else 1.0
+    front.sort(key=lambda row: (sign * row[1][0], row[0]["number"]))
+    items = [{"values": dict(zip(metrics, v, strict=True)), "trial": t} for t, v in front]
+    return {"metrics": metrics, "modes": modes, "considered": len(complete), "items": items}
+
+
+def local_effects(trials: Sequence[Json], factor: str, metric: str) -> Json:
+    """What GET /effects answers for a category factor, over the given trials."""
+    levels = effects(
+        [t.get(factor) for t in trials],
+        [final_metric(t, metric) for t in trials],
+        scale=FACTOR_SCALES[factor],
+    )
+    return {
+        "factor": factor,
+        "metric": metric,
+        "confidence": CONFIDENCE,
+        "buckets": None,
+        "levels": [
+            {"level": lv.level, "low": lv.low, "high": lv.high, **vars(lv.summary)}
+            for lv in levels
+        ],
+    }
+
+
+def _best(trials: Sequence[Json], objectives: Sequence[tuple[str, str]]) -> list[Json]:
+    answers = []
+    for metric, mode in objectives:
+        scored = [(v, t) for t in trials if (v := final_metric(t, metric)) is not None]
+        pick = (max if mode == "max" else min)(scored, key=lambda s: s[0], default=None)
+        answers.append({"metric": metric, "mode": mode, "trial": pick[1] if pick else None})
+    return answers
+
+
+def _merged_study(parts: Sequence[ReportData], families: list[str]) -> Json:
+    first = parts[0].study
+    spec = {**first["spec"], "space": dict(first["spec"].get("space") or {})}
+    if len(families) > 1:
+        spec["space"]["family"] = {"type": "categorical", "choices": families}
+    counts: Counter[str] = Counter()
+    for part in parts:
+        counts.update(part.study["progress"]["counts"])
+    numbered = []
+    for part in parts:
+        numbers = [t["number"] for t in part.trials]
+        span = f" #{min(numbers)}–#{max(numbers)}" if numbers else ""
+        numbered.append(f"{part.study['name']}{span}")
+    return {
+        "id": ", ".join(p.study["id"] for p in parts),
+        "name": " + ".join(numbered),
+        "status": ", ".join(sorted({p.study["status"] for p in parts})),
+        "error": "; ".join(p.study["error"] for p in parts if p.study.get("error")) or None,
+        "spec": spec,
+        "progress": {
+            "budget": sum(p.study["progress"]["budget"] for p in parts),
+            "finished": sum(p.study["progress"]["finished"] for p in parts),
+            "counts": dict(counts),
+        },
+    }
+
+
+def merge_report_data(parts: Sequence[ReportData]) -> ReportData:
+    """One ReportData over several studies' (the first study's objectives and task)."""
+    shifted, offset = [], 0
+    for part in parts:
+        shifted.append(_renumbered(part, offset))
+        offset += max((t["number"] for t in part.trials), default=-1) + 1
+    trials = [t for part in shifted for t in part.trials]
+    usable = usable_trials(trials)
+    families = list(dict.fromkeys(str(t.get("family")) for t in trials))
+    objectives: list[Any] = [
+        (o["metric"], o["mode"]) for o in parts[0].study["spec"]["objectives"]
+    ]
+    candidates = [pair for part in shifted for pair in part.histograms]
+    chosen = best_by_family([t for t, _ in candidates], HISTOGRAM_FAMILIES)
+    factors = ["schedule", "family"] if len(families) > 1 else ["schedule"]
+    return ReportData(
+        study=_merged_study(shifted, families),
+        trials=trials,
+        best=_best(usable, objectives),
+        pareto=local_front(usable, objectives),
+        front=local_front(usable, ACCURACY_SPARSITY),
+        effects={f: {m: local_effects(usable, f, m) for m in EFFECT_METRICS} for f in factors},
+        curves={n: c for part in shifted for n, c in part.curves.items()},
+        histograms=[(t, h) for t, h in candidates if t in chosen],
+    )
