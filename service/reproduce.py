@@ -4,7 +4,8 @@ Starts `decaylab serve` as `make run` does, submits the bundled small-scale stud
 (two at a time, so one study's last trial overlaps the next one's start), waits for them, reads
 their trials back over REST, judges every claim (`studies.claims`) and prints one table: the
 claim, what the paper reports, what decaylab measured (means with 95% CIs over seeds) and
-whether it holds. The same goes to `<home>/reproduce/claims.md` and `claims.json`.
+whether it holds. The same goes to `<home>/reproduce/claims.md` and `claims.json`, with one
+report (`decaylab report` of all the arms of a comparison) per study group under `reports/`.
 
 `--quick` runs a reduced version (fewer configurations, 2 seeds, half the epochs) of the
 studies behind the directional claims 1, 2a and 3 (decoupled): what the slow test checks.
@@ -26,8 +27,9 @@ from rich.table import Table
 
 from service.client import ApiClient, ApiError
 from service.quickstart import start_service, stop_service, wait_for_api
-from service.report import all_trials
+from service.report import all_trials, write_report
 from studies import claims as claims_module
+from studies.catalog import FAMILIES
 from studies.claims import CLAIMS, HOLDS, Claim, Verdict, evaluate, studies_for
 from studies.settings import Settings
 from studies.spec import parse_spec_text
@@ -71,6 +73,19 @@ def bundled_spec(name: str, quick: bool) -> Json:
     return data
 
 
+def wait_for_first_trial(client: ApiClient, study_id: str) -> None:
+    """Until the study has a trial (or has ended): its driver has set up its Optuna storage.
+
+    Two drivers that start together on a fresh database race to create Optuna's tables, and
+    the loser fails ("table ... already exists"); one started driver at a time avoids it.
+    """
+    while True:
+        detail = client.get(f"/studies/{study_id}")
+        if detail["status"] in TERMINAL or sum(detail["progress"]["counts"].values()):
+            return
+        time.sleep(POLL_S / 4)
+
+
 def run_studies(client: ApiClient, specs: Mapping[str, Json]) -> dict[str, Json]:
     """Submit the specs, at most IN_FLIGHT at once, and wait for all; {name: final detail}."""
     waiting, running, done = list(specs), dict[str, str](), dict[str, Json]()
@@ -80,6 +95,7 @@ def run_studies(client: ApiClient, specs: Mapping[str, Json]) -> dict[str, Json]
             name = waiting.pop(0)
             running[name] = client.post("/studies", json=specs[name])["id"]
             print(f"  submitted {name} as study {running[name]}", flush=True)
+            wait_for_first_trial(client, running[name])
         time.sleep(POLL_S)
         for name, study_id in list(running.items()):
             detail = client.get(f"/studies/{study_id}")
@@ -98,6 +114,23 @@ def run_studies(client: ApiClient, specs: Mapping[str, Json]) -> dict[str, Json]
 def fetch_trials(client: ApiClient, details: Mapping[str, Json]) -> dict[str, list[Json]]:
     """Every trial of each study, by study name."""
     return {name: all_trials(client, detail["id"]) for name, detail in details.items()}
+
+
+def report_groups(details: Mapping[str, Json]) -> dict[str, list[str]]:
+    """Study ids by comparison: the arms `<group>_<family>` of one claim share a report."""
+    groups: dict[str, list[str]] = {}
+    for name, detail in details.items():
+        group = next((name[: -len(f) - 1] for f in FAMILIES if name.endswith(f"_{f}")), name)
+        groups.setdefault(group, []).append(detail["id"])
+    return groups
+
+
+def write_reports(client: ApiClient, details: Mapping[str, Json], out_dir: Path) -> list[Path]:
+    """One report (PNGs and index.html) per comparison under `out_dir`/reports."""
+    return [
+        write_report(client, ids, out_dir / "reports" / group)
+        for group, ids in report_groups(details).items()
+    ]
 
 
 def print_table(verdicts: Sequence[Verdict], console: Console) -> None:
@@ -186,7 +219,9 @@ def reproduce(client: ApiClient, claims: Sequence[Claim], quick: bool, out_dir: 
     }
     print_table(verdicts, Console(width=160))
     md, js = write_outputs(out_dir, verdicts, details, meta)
-    print(f"\n{md}\n{js}\n(the studies stay in the database: decaylab ls, trials, report)")
+    reports = write_reports(client, details, out_dir)
+    print(f"\n{md}\n{js}\n" + "\n".join(map(str, reports)))
+    print("(the studies stay in the database: decaylab ls, trials, report)")
     failed = [name for name, d in details.items() if d["status"] != "succeeded"]
     if failed:
         print(f"studies that did not succeed: {', '.join(failed)}", file=sys.stderr)

@@ -13,7 +13,14 @@ import pytest
 from engine_support import ROOT
 
 from service.ray_head import free_port
-from service.reproduce import QUICK_CLAIMS, bundled_spec, chosen_claims, markdown, write_outputs
+from service.reproduce import (
+    QUICK_CLAIMS,
+    bundled_spec,
+    chosen_claims,
+    markdown,
+    report_groups,
+    write_outputs,
+)
 from studies.claims import CLAIMS, FAILS, HOLDS, Verdict, studies_for
 from studies.spec import validate_spec
 
@@ -39,6 +46,16 @@ def test_quick_claims_need_only_the_quick_studies() -> None:
     ]
     with pytest.raises(SystemExit, match="unknown claims"):
         chosen_claims(["9"], quick=False)
+
+
+def test_the_arms_of_one_comparison_share_a_report() -> None:
+    details = {name: {"id": f"id-{name}"} for name in studies_for(CLAIMS)}
+    assert report_groups(details) == {
+        "pwd_sparsity": ["id-pwd_sparsity_pwd", "id-pwd_sparsity_decoupled", "id-pwd_sparsity_l2"],
+        "p_sweep": ["id-p_sweep"],
+        "early_vs_full": ["id-early_vs_full_decoupled", "id-early_vs_full_pwd"],
+        "l2_vs_decoupled_sgd": ["id-l2_vs_decoupled_sgd_decoupled", "id-l2_vs_decoupled_sgd_l2"],
+    }
 
 
 def test_the_table_says_which_claims_do_not_hold_and_why(tmp_path: Path) -> None:
@@ -96,3 +113,9 @@ def test_quick_reproduce_shows_the_directional_claims(tmp_path: Path) -> None:
     norms = claims["3b decoupled"]["numbers"]
     assert norms["early_weight_norm"]["mean"] < 0.85 * norms["none_weight_norm"]["mean"]
     assert (out / "claims.md").read_text().count("\n| ") == 1 + len(QUICK_CLAIMS)
+    # the pWD and AdamW arms in one report, with the final |w| histogram of the best of each
+    histogram = (out / "reports" / "pwd_sparsity" / "weight_histogram.png").read_bytes()
+    assert histogram.startswith(b"\x89PNG") and len(histogram) > 5_000
+    html = (out / "reports" / "pwd_sparsity" / "index.html").read_text()
+    assert "pwd_sparsity_pwd #0–#3 + pwd_sparsity_decoupled #4–#7" in html
+    assert "not drawn: no completed pWD or decoupled" not in html
