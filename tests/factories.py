@@ -37,6 +37,34 @@ def spec_data(**overrides: Any) -> dict[str, Any]:
     return {**copy.deepcopy(SPEC_DATA), **overrides}
 
 
+def training_spec_data(*, n_trials: int, epochs: int, width: int = 32, **sections: Any) -> dict:
+    """A small study that trains for real (pWD MLP on MNIST-1D, early or full decay) as JSON
+    data; a dict in `sections` updates that section, anything else replaces it."""
+    spec: dict[str, Any] = {
+        "name": "small",
+        "task": {
+            "dataset": "mnist1d",
+            "model": "mlp",
+            "model_options": {"width": width},
+            "epochs": epochs,
+            "batch_size": 128,
+            "lr": 3e-3,
+        },
+        "regularizer": {"family": "pwd"},
+        "space": {
+            "p": {"type": "float", "low": 0.5, "high": 2.0},
+            "lambda": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
+            "schedule": {"type": "categorical", "choices": ["full", "early"]},
+            "until": {"type": "float", "low": 0.2, "high": 0.6, "when": {"schedule": "early"}},
+        },
+        "objectives": [{"metric": "val_acc", "mode": "max"}],
+        "search": {"n_trials": n_trials, "max_concurrent": 2, "seed": 0},
+    }
+    for key, value in sections.items():
+        spec[key] = {**spec[key], **value} if isinstance(value, dict) and key in spec else value
+    return spec
+
+
 def make_spec(**overrides: Any) -> StudySpec:
     return validate_spec(spec_data(**overrides))
 

@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from engine_support import Service, processes_matching, wait_until
+from factories import training_spec_data
 from ray.util.state import list_nodes
 from sqlalchemy import func, select
 
@@ -124,25 +125,10 @@ def service(
 
 
 def spec(*, n_trials: int, epochs: int, width: int) -> dict[str, Any]:
-    return {
-        "name": "cluster",
-        "task": {
-            "dataset": "mnist1d",
-            "model": "mlp",
-            "model_options": {"width": width},
-            "epochs": epochs,
-            "batch_size": 128,
-            "lr": 3e-3,
-        },
-        "regularizer": {"family": "pwd"},
-        "space": {
-            "p": {"type": "float", "low": 0.5, "high": 2.0},
-            "lambda": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
-        },
-        "objectives": [{"metric": "val_acc", "mode": "max"}],
-        "search": {"sampler": "random", "n_trials": n_trials, "max_concurrent": 2, "seed": 0},
-        "resources": {"cpu": 1, "gpu": 0},
-    }
+    return training_spec_data(
+        n_trials=n_trials, epochs=epochs, width=width, name="cluster",
+        search={"sampler": "random"}, resources={"cpu": 1, "gpu": 0},
+    )  # fmt: skip
 
 
 def submit(service: Service, body: dict[str, Any]) -> str:

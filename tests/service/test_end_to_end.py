@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 from engine_support import Service, wait_until
+from factories import training_spec_data
 
 pytestmark = pytest.mark.slow
 
@@ -32,29 +33,10 @@ def service(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Iterato
 
 
 def write_spec(path: Path, *, epochs: int, n_trials: int, width: int = 32) -> Path:
-    spec = {
-        "name": "e2e",
-        "task": {
-            "dataset": "mnist1d",
-            "model": "mlp",
-            "model_options": {"width": width},
-            "epochs": epochs,
-            "batch_size": 128,
-            "lr": 3e-3,
-        },
-        "regularizer": {"family": "pwd"},
-        "space": {
-            "p": {"type": "float", "low": 0.5, "high": 2.0},
-            "lambda": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
-            "schedule": {"type": "categorical", "choices": ["full", "early"]},
-            "until": {"type": "float", "low": 0.2, "high": 0.6, "when": {"schedule": "early"}},
-        },
-        "objectives": [
-            {"metric": "val_acc", "mode": "max"},
-            {"metric": "sparsity", "mode": "max"},
-        ],
-        "search": {"n_trials": n_trials, "max_concurrent": 2, "seed": 0},
-    }
+    objectives = [{"metric": "val_acc", "mode": "max"}, {"metric": "sparsity", "mode": "max"}]
+    spec = training_spec_data(
+        n_trials=n_trials, epochs=epochs, width=width, name="e2e", objectives=objectives
+    )
     path.write_text(yaml.safe_dump(spec))
     return path
 
