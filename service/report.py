@@ -122,12 +122,20 @@ def best_by_family(trials: Sequence[Json], families: Sequence[str]) -> list[Json
     return chosen
 
 
+def histogram_trials(trials: Sequence[Json]) -> list[Json]:
+    """The most accurate pWD trial, with p < 1 when there is one (the sparse regime the pWD
+    paper pictures), and the most accurate decoupled trial."""
+    below_one = [t for t in trials if t.get("family") == "pwd" and float(t.get("p") or 2) < 1]
+    pwd = best_by_family(below_one, ("pwd",)) or best_by_family(trials, ("pwd",))
+    return pwd + best_by_family(trials, ("decoupled",))
+
+
 def fetch_histograms(
     client: ApiClient, study_id: str, trials: Sequence[Json]
 ) -> list[tuple[Json, Json]]:
     """(trial, final |w| histogram) of the best pWD and best decoupled trial that have one."""
     pairs = []
-    for trial in best_by_family(trials, plots.HISTOGRAM_FAMILIES):
+    for trial in histogram_trials(trials):
         detail = client.get(f"/studies/{study_id}/trials/{trial['number']}")
         if detail.get("weight_histogram"):
             pairs.append((trial, detail["weight_histogram"]))

@@ -13,9 +13,8 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from service.report import EFFECT_METRICS, Json, ReportData, best_by_family, usable_trials
+from service.report import EFFECT_METRICS, Json, ReportData, histogram_trials, usable_trials
 from service.report_importance import final_metric
-from service.report_plots import HISTOGRAM_FAMILIES
 from studies.analysis import CONFIDENCE, FACTOR_SCALES, effects, pareto_front
 
 ACCURACY_SPARSITY = (("val_acc", "max"), ("sparsity", "max"))
@@ -120,7 +119,7 @@ def merge_report_data(parts: Sequence[ReportData]) -> ReportData:
         (o["metric"], o["mode"]) for o in parts[0].study["spec"]["objectives"]
     ]
     candidates = [pair for part in shifted for pair in part.histograms]
-    chosen = best_by_family([t for t, _ in candidates], HISTOGRAM_FAMILIES)
+    chosen = histogram_trials([t for t, _ in candidates])
     factors = ["schedule", "family"] if len(families) > 1 else ["schedule"]
     return ReportData(
         study=_merged_study(shifted, families),

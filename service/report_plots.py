@@ -429,7 +429,6 @@ def importance(spec: Mapping[str, Any], trials: Sequence[Trial]) -> Plot:
 
 # ---------------------------------------------------------------- final |w| histogram
 
-HISTOGRAM_FAMILIES = ("pwd", "decoupled")
 SPARSITY_DECADE = -6  # log10 of the sparsity threshold
 
 
@@ -438,7 +437,8 @@ def weight_histograms(shown: Sequence[tuple[Trial, Mapping[str, Any]]]) -> Plot:
     title = "Final weight magnitudes: best pWD against best decoupled"
     caption = (
         "Share of decayed weights per decade of |w| after the last epoch, for the most accurate "
-        "completed pWD and decoupled (AdamW) trials; the bar left of the axis break counts exact "
+        "completed pWD trial (with p < 1 where there is one) and decoupled (AdamW) trial; the "
+        "hatched bar left of the axis break counts exact "
         "zeros, the dotted line is the 1e-6 sparsity threshold. pWD with p < 1 drives weights "
         "geometrically towards zero: a second mode far below 1e-6 (the pWD paper's picture)."
     )

@@ -140,7 +140,7 @@ def print_table(verdicts: Sequence[Verdict], console: Console) -> None:
     )
     for header, ratio in (("claim", 1), ("paper reports", 3), ("decaylab measured", 5)):
         table.add_column(header, ratio=ratio, overflow="fold")
-    table.add_column("verdict", ratio=2)
+    table.add_column("verdict", ratio=2, overflow="fold")
     for v in verdicts:
         style = VERDICT_STYLES.get(v.verdict, "")
         verdict = f"[{style}]{v.verdict}[/{style}]" if style else v.verdict

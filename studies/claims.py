@@ -111,7 +111,8 @@ def show(summary: Summary, percent: bool = False, signed: bool = False) -> str:
     digits = ".1f" if percent else ".3g"
 
     def number(value: float) -> str:
-        return f"{scale * value + 0.0:{digits}}"  # + 0.0: never a "-0.0"
+        text = f"{scale * value:{digits}}"
+        return text.lstrip("-") if float(text) == 0 else text  # never a "-0.0"
 
     text = f"{'+' if signed and summary.mean >= 0 else ''}{number(summary.mean)}{unit}"
     if summary.ci_low is None or summary.ci_high is None:
@@ -422,8 +423,12 @@ def judge_decoupled_beats_l2(claim: Claim, configs: Mapping[str, list[Config]]) 
 
 
 def judge_elsewhere(claim: Claim, configs: Mapping[str, list[Config]]) -> Verdict:
-    """A claim tested by the test suite rather than by a study."""
-    return claim.not_measured(claim.rule)
+    """Claim 5: tested by the test suite, not by a study."""
+    return claim.not_measured(
+        "covered by tests/workers/test_rotational_equilibrium.py (a direct loop measuring "
+        "per-step angles); a study's angular_update is a per-epoch angle divided by the steps "
+        "and averages in the unnormalized head layer, so it cannot be compared"
+    )
 
 
 def judge_no_difference(claim: Claim, configs: Mapping[str, list[Config]]) -> Verdict:
@@ -526,9 +531,8 @@ CLAIMS: tuple[Claim, ...] = (
         "Rotational equilibrium",
         "Kosson et al. 2024: AdamW rows turn by sqrt(2ηλ(1−β1)/(1+β1)) per step "
         "(3.24e-3 at η=1e-3, λ=0.1)",
-        "covered by tests/workers/test_rotational_equilibrium.py (per-step angles in a direct "
-        "loop, within 20%); a study's angular_update is a per-epoch angle over steps that "
-        "mixes in the unnormalized head, so it is not compared here",
+        "per-step angle of the normalized rows within 20% of the prediction, in "
+        "tests/workers/test_rotational_equilibrium.py",
         (),
         judge_elsewhere,
     ),
