@@ -73,19 +73,6 @@ def bundled_spec(name: str, quick: bool) -> Json:
     return data
 
 
-def wait_for_first_trial(client: ApiClient, study_id: str) -> None:
-    """Until the study has a trial (or has ended): its driver has set up its Optuna storage.
-
-    Two drivers that start together on a fresh database race to create Optuna's tables, and
-    the loser fails ("table ... already exists"); one started driver at a time avoids it.
-    """
-    while True:
-        detail = client.get(f"/studies/{study_id}")
-        if detail["status"] in TERMINAL or sum(detail["progress"]["counts"].values()):
-            return
-        time.sleep(POLL_S / 4)
-
-
 def run_studies(client: ApiClient, specs: Mapping[str, Json]) -> dict[str, Json]:
     """Submit the specs, at most IN_FLIGHT at once, and wait for all; {name: final detail}."""
     waiting, running, done = list(specs), dict[str, str](), dict[str, Json]()
@@ -95,7 +82,6 @@ def run_studies(client: ApiClient, specs: Mapping[str, Json]) -> dict[str, Json]
             name = waiting.pop(0)
             running[name] = client.post("/studies", json=specs[name])["id"]
             print(f"  submitted {name} as study {running[name]}", flush=True)
-            wait_for_first_trial(client, running[name])
         time.sleep(POLL_S)
         for name, study_id in list(running.items()):
             detail = client.get(f"/studies/{study_id}")

@@ -21,7 +21,7 @@ from service.ray_head import LocalRayHead
 from service.ray_jobs import RayJobLauncher
 from studies import repository
 from studies.db import Study
-from studies.migrations import upgrade
+from studies.migrations import create_optuna_tables, upgrade
 from studies.settings import Settings
 
 log = logging.getLogger("decaylab.server")
@@ -107,9 +107,9 @@ def serve(settings: Settings) -> None:
         sessions: sessionmaker[Session] = app.state.sessions
         config = uvicorn.Config(app, host=settings.api_host, port=settings.api_port)
         server = uvicorn.Server(config)
-        upgrade(
-            settings.resolved_database_url()
-        )  # before reconciling; the app's start-up repeats it
+        # before reconciling and before any driver starts; the app's start-up repeats upgrade
+        upgrade(settings.resolved_database_url())
+        create_optuna_tables(settings.resolved_database_url())
         reconcile(sessions, launcher, resume_lost=True)
         reconciler = Reconciler(sessions, launcher)
         reconciler.start()

@@ -1,7 +1,9 @@
 """Alembic migrations of the decaylab tables, run from code: `upgrade(url)`.
 
 Our version table is `dl_alembic_version`: Optuna's RDB storage owns `alembic_version` in the
-same database. A new revision: `python -m studies.migrations revision "message" [url]`.
+same database. A new revision: `python -m studies.migrations revision "message" [url]`;
+`python -m studies.migrations upgrade URL` migrates and creates Optuna's tables too (as the
+service does when it starts).
 """
 
 from __future__ import annotations
@@ -63,6 +65,17 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
+def create_optuna_tables(url: str) -> None:
+    """Optuna's own tables, created once before any study runs.
+
+    Every driver's RDBStorage creates them when missing, and two drivers starting together on
+    a fresh database would race to do it (the loser fails: "table ... already exists").
+    """
+    import optuna  # only set-up needs it here; importing it costs half a second
+
+    optuna.storages.RDBStorage(url).engine.dispose()
+
+
 def main(argv: list[str] | None = None) -> None:
     """The command line of `python -m studies.migrations`."""
     argv = sys.argv[1:] if argv is None else argv
@@ -72,6 +85,7 @@ def main(argv: list[str] | None = None) -> None:
         command.revision(alembic_config(url=url), message=argv[1], autogenerate=True)
     elif len(argv) == 2 and argv[0] == "upgrade":
         upgrade(argv[1])
+        create_optuna_tables(argv[1])
     else:
         usage = 'python -m studies.migrations revision "message" [url] | upgrade URL'
         raise SystemExit(f"usage: {usage}")

@@ -19,6 +19,7 @@ from studies import repository as repo
 from studies.db import VERSION_TABLE, Base, Metric, Trial, make_engine, session_factory
 from studies.errors import InvalidQuery, InvalidTransition, StudyNotFound, TrialNotFound
 from studies.migrations import alembic_config, current_revision, head_revision, upgrade
+from studies.migrations import main as migrations_main
 from studies.search_space import resolve_config
 from studies.spec import StudySpec
 
@@ -381,6 +382,14 @@ def test_migrations_sit_beside_optuna_storage(fresh_url: str, optuna_first: bool
     storage = optuna.storages.RDBStorage(fresh_url)
     assert len(optuna.load_study(study_name="neighbour", storage=storage).trials) == 4
     storage.engine.dispose()
+
+
+def test_the_upgrade_command_sets_up_optuna_tables_too(fresh_url: str) -> None:
+    # what the service does at start: no two study drivers then race to create Optuna's tables
+    migrations_main(["upgrade", fresh_url])
+    tables, optuna_version = _tables(fresh_url)
+    assert tables >= OUR_TABLES | OPTUNA_TABLES and optuna_version not in (None, *our_revisions())
+    assert current_revision(fresh_url) == head_revision()
 
 
 def test_migrated_schema_matches_the_models(fresh_url: str) -> None:
