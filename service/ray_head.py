@@ -7,6 +7,7 @@ Ray process of the machine, including other people's.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -108,11 +109,15 @@ class LocalRayHead:
     def stop(self, grace: float = 3.0) -> None:
         """Stop every process of the head: SIGTERM to its group, then SIGKILL to what is left.
 
-        The GCS server ignores SIGTERM, so the group always gets the SIGKILL.
+        The GCS server ignores SIGTERM, so the group always gets the SIGKILL. Ray Jobs start
+        their drivers in sessions of their own, out of the group's reach: they are killed too
+        (not SIGTERMed, which would end their studies as cancelled; a restarted service
+        resumes them instead).
         """
         if self.process is None:
             return
         process, self.process = self.process, None
+        strays = {group for _, group in descendants(process.pid)} - {process.pid, os.getpgrp()}
         for signum, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
             try:
                 os.killpg(process.pid, signum)
@@ -122,4 +127,24 @@ class LocalRayHead:
                 process.wait(timeout=wait)
             except subprocess.TimeoutExpired:
                 continue
+        for group in strays:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(group, signal.SIGKILL)
         log.info("local Ray head stopped")
+
+
+def descendants(pid: int) -> list[tuple[int, int]]:
+    """(pid, process group) of every process below `pid`: its children, theirs, and so on."""
+    listing = subprocess.run(
+        ["ps", "-A", "-o", "pid=,ppid=,pgid="], capture_output=True, text=True, check=False
+    )
+    children: dict[int, list[tuple[int, int]]] = {}
+    for line in listing.stdout.splitlines():
+        child, parent, group = (int(field) for field in line.split())
+        children.setdefault(parent, []).append((child, group))
+    found, todo = [], [pid]
+    while todo:
+        below = children.get(todo.pop(), [])
+        found += below
+        todo += [child for child, _ in below]
+    return found

@@ -13,7 +13,7 @@ import httpx
 import pandas as pd
 import pytest
 import yaml
-from engine_support import Service, wait_until
+from engine_support import Service, processes_matching, wait_until
 from factories import training_spec_data
 
 pytestmark = pytest.mark.slow
@@ -119,6 +119,8 @@ def test_a_study_survives_a_restart_of_the_service(
         study_id = submitted_id(service.cli("submit", str(spec)))
         wait_until(lambda: service.study(study_id)["progress"]["counts"]["completed"] >= 1, 300)
         service.stop()  # stops the embedded Ray head too: the study's driver dies with it
+        # ... for real: a driver left behind would go on writing beside the resumed one
+        assert not processes_matching(f"workers.run {study_id}")
         service.start()  # reconciles: the study's job is gone, so it is resumed
         watched = service.cli("watch", study_id)
         assert watched.returncode == 0, watched.stdout + service.log()
