@@ -478,15 +478,14 @@ def _free_port() -> int:
 
 def serve_forever(url: str, port: int, home: str) -> None:
     """The subprocess: the real app under uvicorn, without Ray (reads need none)."""
-    import uvicorn
-
     from service.app import create_app
+    from service.server import api_server
     from studies.settings import Settings
 
     settings = Settings(home=Path(home), database_url=url, api_key="", read_auth=False,
                         ray_address="")  # fmt: skip
     app = create_app(settings, launcher=None)
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    api_server(app, "127.0.0.1", port, log_level="warning", access_log=False).run()
 
 
 @contextmanager
