@@ -13,6 +13,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib.resources import files
 from pathlib import Path
 
@@ -58,6 +60,20 @@ def stop_service(service: subprocess.Popen[bytes]) -> None:
             service.wait()
 
 
+@contextmanager
+def running_service(settings: Settings) -> Iterator[tuple[ApiClient, dict]]:
+    """`decaylab serve` for the block: yields its client and its /health, then stops it."""
+    log_path = settings.home / "service.log"
+    client = ApiClient(f"http://{settings.api_host}:{settings.api_port}", settings.api_key)
+    print(f"starting the decaylab service (log: {log_path}) ...", flush=True)
+    service = start_service(settings, log_path)
+    try:
+        yield client, wait_for_api(client, service, log_path)
+    finally:
+        print("stopping the service ...", flush=True)
+        stop_service(service)
+
+
 def cli(*args: str) -> int:
     """Run one `decaylab` command, its output straight to the terminal."""
     print(f"\n$ decaylab {' '.join(args)}", flush=True)
@@ -71,33 +87,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("spec", nargs="?", type=Path, default=default_spec)
     args = parser.parse_args(argv)
     settings = Settings()
-    log_path = settings.home / "service.log"
-    client = ApiClient(f"http://{settings.api_host}:{settings.api_port}", settings.api_key)
-    print(f"starting the decaylab service (log: {log_path}) ...", flush=True)
-    service = start_service(settings, log_path)
     try:
-        health = wait_for_api(client, service, log_path)
-        print(f"API        {client.base_url}  (docs: {client.base_url}/docs)")
-        print(f"Ray        {health.get('ray_dashboard') or 'see the service log'}")
-        print(f"database   {health['database']} ({settings.resolved_database_url()})")
-        study = client.submit(args.spec)
-        study_id = study["id"]
-        print(f"submitted {args.spec.name} as study {study_id}")
-        status = cli("watch", study_id)
-        for command in (("best", study_id), ("pareto", study_id)):
-            cli(*command)
-        cli("effects", study_id, "--factor", "schedule", "--metric", "val_acc")
-        report_dir = settings.home / "reports" / study_id
-        cli("report", study_id, "-o", str(report_dir))
-        print(f"\nreport:   {report_dir / 'index.html'}")
-        print(f"database: {settings.resolved_database_url()} (try the views in the README)")
-        return status
+        with running_service(settings) as (client, health):
+            print(f"API        {client.base_url}  (docs: {client.base_url}/docs)")
+            print(f"Ray        {health.get('ray_dashboard') or 'see the service log'}")
+            print(f"database   {health['database']} ({settings.resolved_database_url()})")
+            return run_quickstart(client, args.spec, settings)
     except ApiError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    finally:
-        print("stopping the service ...", flush=True)
-        stop_service(service)
+
+
+def run_quickstart(client: ApiClient, spec: Path, settings: Settings) -> int:
+    """Submit, watch, summarise and report one study; the exit status of `watch`."""
+    study_id = client.submit(spec)["id"]
+    print(f"submitted {spec.name} as study {study_id}")
+    status = cli("watch", study_id)
+    for command in (("best", study_id), ("pareto", study_id)):
+        cli(*command)
+    cli("effects", study_id, "--factor", "schedule", "--metric", "val_acc")
+    report_dir = settings.home / "reports" / study_id
+    cli("report", study_id, "-o", str(report_dir))
+    print(f"\nreport:   {report_dir / 'index.html'}")
+    print(f"database: {settings.resolved_database_url()} (try the views in the README)")
+    return status
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 from service.client import ApiClient, ApiError
-from service.quickstart import start_service, stop_service, wait_for_api
+from service.quickstart import running_service
 from service.report import all_trials, write_report
 from studies import claims as claims_module
 from studies.catalog import FAMILIES
@@ -94,7 +94,7 @@ def run_studies(client: ApiClient, specs: Mapping[str, Json]) -> dict[str, Json]
                     f"({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})",
                     flush=True,
                 )
-    return done
+    return {name: done[name] for name in specs}  # in the specs' order, not the finishing one
 
 
 def fetch_trials(client: ApiClient, details: Mapping[str, Json]) -> dict[str, list[Json]]:
@@ -224,19 +224,12 @@ def main(argv: list[str] | None = None) -> int:
     claims = chosen_claims(args.claims, args.quick)
     settings = Settings()
     out_dir = args.output or settings.home / "reproduce"
-    log_path = settings.home / "service.log"
-    client = ApiClient(f"http://{settings.api_host}:{settings.api_port}", settings.api_key)
-    print(f"starting the decaylab service (log: {log_path}) ...", flush=True)
-    service = start_service(settings, log_path)
     try:
-        wait_for_api(client, service, log_path)
-        return reproduce(client, claims, args.quick, out_dir)
+        with running_service(settings) as (client, _):
+            return reproduce(client, claims, args.quick, out_dir)
     except ApiError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    finally:
-        print("stopping the service ...", flush=True)
-        stop_service(service)
 
 
 if __name__ == "__main__":
