@@ -116,7 +116,11 @@ def best_by_family(trials: Sequence[Json], families: Sequence[str]) -> list[Json
     """The most accurate (val_acc) usable trial of each family that has one, in that order."""
     chosen = []
     for family in families:
-        group = [t for t in trials if t.get("family") == family and final_metric(t, "val_acc")]
+        group = [
+            t
+            for t in trials
+            if t.get("family") == family and final_metric(t, "val_acc") is not None
+        ]
         if group:
             chosen.append(max(group, key=lambda t: (final_metric(t, "val_acc"), -t["number"])))
     return chosen
