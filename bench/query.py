@@ -59,7 +59,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 from studies import repository
 from studies.db import Trial, make_engine, session_factory
 from studies.migrations import upgrade
-from studies.spec import Limits, StudySpec, validate_spec
+from studies.spec import StudySpec, validate_spec
 
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 # the per-epoch metrics a trial reports (12), stored in the primary key's order
@@ -238,7 +238,7 @@ def sweep_spec(sweep: Sweep) -> StudySpec:
         "search": {"n_trials": (sweep.size + 1) // 2, "max_concurrent": 16},
         "seeds": 2,
     }  # fmt: skip
-    return validate_spec(data, limits=Limits(max_trials=max(sweep.size + 1, 1000)))
+    return validate_spec(data)
 
 
 def trial_params(sweep: Sweep, i: int) -> dict[str, Any]:

@@ -8,8 +8,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from service.api import analysis, health, studies, trials
+from service.auth import check_exposure
 from service.errors import install_error_handlers
 from service.launcher import Launcher
+from service.middleware import BodySizeLimit, TrustedHosts
 from studies.db import make_engine, session_factory
 from studies.migrations import upgrade
 from studies.settings import Settings
@@ -25,6 +27,7 @@ def create_app(
             503 and everything else works.
         ray_dashboard: the Ray dashboard's URL, shown by /health (and so by the CLI).
     """
+    check_exposure(settings)
     url = settings.resolved_database_url()
     if url.startswith("sqlite"):
         settings.home.mkdir(parents=True, exist_ok=True)
@@ -50,6 +53,9 @@ def create_app(
     app.state.launcher = launcher
     app.state.ray_dashboard = ray_dashboard
     install_error_handlers(app)
+    # the last added runs first: a body over the limit is refused before anything reads it
+    app.add_middleware(TrustedHosts, hosts=settings.resolved_trusted_hosts())
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     for module in (health, studies, trials, analysis):
         app.include_router(module.router)
     return app

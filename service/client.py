@@ -63,7 +63,8 @@ class ApiClient:
         return self.request("GET", path, params=params).json()
 
     def post(self, path: str, **kwargs: Any) -> Any:
-        """POST and return the JSON answer."""
+        """POST (as JSON unless the headers say otherwise) and return the JSON answer."""
+        kwargs.setdefault("headers", {"Content-Type": "application/json"})
         return self.request("POST", path, **kwargs).json()
 
     def submit(self, spec_file: Path) -> dict[str, Any]:

@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.errors import LaunchFailed
 from service.launcher import Launcher
+from studies.policy import Limits
 from studies.settings import Settings
-from studies.spec import Limits
 
 
 def get_settings(request: Request) -> Settings:
@@ -49,6 +49,9 @@ def get_limits(settings: SettingsDep) -> Limits:
         max_concurrent=settings.max_concurrent,
         max_epochs=settings.max_epochs,
         max_seeds=settings.max_seeds,
+        max_trial_cpus=settings.max_trial_cpus,
+        max_trial_gpus=settings.max_trial_gpus,
+        max_parameters=settings.max_parameters,
     )
 
 

@@ -24,6 +24,10 @@ class Launcher(Protocol):
         """The job's Ray JobStatus name (PENDING, RUNNING, STOPPED, ...), None when unknown."""
         ...
 
+    def nodes(self) -> list[dict[str, float]] | None:
+        """The total resources of each live node ({"CPU": 16.0, "GPU": 2.0}); None: unknown."""
+        ...
+
 
 # Ray JobStatus names of a job whose driver is no longer alive
 ENDED_JOB_STATUSES = frozenset({"STOPPED", "SUCCEEDED", "FAILED"})

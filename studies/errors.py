@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -31,6 +32,15 @@ class InvalidSpec(DecaylabError, ValueError):
     def __init__(self, message: str, errors: list[dict[str, Any]] | None = None) -> None:
         super().__init__(message)
         self.errors = errors or []
+
+    @classmethod
+    def from_problems(
+        cls, title: str, problems: Sequence[tuple[Sequence[str | int], str]]
+    ) -> InvalidSpec:
+        """One error listing each (loc, message) problem, the fields dotted in the message."""
+        errors = [{"loc": list(loc), "msg": msg} for loc, msg in problems]
+        lines = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'spec'}: {e['msg']}" for e in errors)
+        return cls(f"{title}: {lines}", errors)
 
 
 class InvalidTransition(DecaylabError):

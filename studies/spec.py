@@ -1,20 +1,22 @@
 """The study spec: the contract between client, service and workers (DESIGN.md "The study spec").
 
 Validation happens in two layers. Each model checks its own fields (types, ranges, names); the
-StudySpec then checks what needs several sections at once (conditional parameters, samplers,
-limits). Every error carries the `loc` of the field a user has to change, also for the cross-field
+StudySpec then checks what needs several sections at once (conditional parameters, samplers).
+Every error carries the `loc` of the field a user has to change, also for the cross-field
 checks, which raise a ValidationError built from (loc, message) pairs.
 
-Limits come in through the validation context:
-`StudySpec.model_validate(data, context={"limits": Limits(max_trials=100)})`.
+A spec validates its shape only: types are strict (no "30" for 30, no true for 1), every list,
+mapping and string is capped, so that checking costs time linear in a body of bounded size. What
+a service lets one study ask for (budgets, resources, model size) is its policy, applied at submit
+by `studies.policy`; a stored spec is loaded without it.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn
 
@@ -23,8 +25,9 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PlainValidator,
+    StringConstraints,
     ValidationError,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -43,35 +46,64 @@ from studies.catalog import (
     SCHEDULER_NAMES,
 )
 from studies.errors import InvalidSpec
-from studies.spec_checks import find_problems
+from studies.spec_checks import MAX_GRID_POINTS, find_problems
 
 SCHEMA_VERSION = 1
-Scalar = bool | int | float | str
+# Caps on the size of a spec: generous for any real study, and what keeps checking one cheap
+MAX_SPACE = 16  # searched parameters (ten names are searchable)
+MAX_CHOICES = 1000  # choices of one categorical parameter, values of one `when` condition
+MAX_WHEN = 8  # conditions of one parameter
+MAX_OBJECTIVES = 8
+MAX_MODEL_OPTIONS = 32
+MAX_TEXT = 200  # characters of a string value
+# Integers beyond float64's exact range would overflow the float arithmetic of ranges and grids
+MAX_INT = 2**53
+
+
+def _scalar(value: Any) -> bool | int | float | str:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        if len(value) > MAX_TEXT:
+            raise _invalid(f"must be at most {MAX_TEXT} characters")
+        return value
+    if not isinstance(value, int | float):
+        raise _invalid(f"must be a valid number, string or boolean, got {type(value).__name__}")
+    return _number(value)
+
+
+def _number(value: Any) -> int | float:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if abs(value) > MAX_INT:
+            raise _invalid(f"an integer must be within ±2**53, got {len(str(value))} digits")
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise _invalid(f"must be a finite number, got {value}")
+        return value
+    raise _invalid(f"must be a number, got {type(value).__name__}")
+
+
+def _invalid(message: str) -> PydanticCustomError:
+    # the message goes in as context so braces in it are never read as a template
+    return PydanticCustomError("invalid_spec", "{reason}", {"reason": message})
+
+
+Name = Annotated[str, StringConstraints(max_length=MAX_TEXT)]
+# one validator each, so that a wrong value gets one message and not one per member of a union
+Scalar = Annotated[
+    bool | int | float | str,
+    PlainValidator(_scalar, json_schema_input_type=bool | int | float | str),
+]
+Number = Annotated[int | float, PlainValidator(_number, json_schema_input_type=int | float)]
 Loc = tuple[str | int, ...]
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Budgets a single study may ask for; the service passes its configured ones."""
-
-    max_trials: int = 1000  # training runs: n_trials × seeds
-    max_concurrent: int = 64
-    max_epochs: int = 1000
-    max_seeds: int = 20
-
-
-def _limits(info: ValidationInfo) -> Limits:
-    context = info.context if isinstance(info.context, Mapping) else {}
-    limits = context.get("limits")
-    return limits if isinstance(limits, Limits) else Limits()
 
 
 def _raise_at(title: str, problems: list[tuple[Loc, str, Any]]) -> NoReturn:
     """Raise one ValidationError whose errors point at the given fields."""
     details = [
-        # the message goes in as context so braces in it are never read as a template
         InitErrorDetails(
-            type=PydanticCustomError("invalid_spec", "{reason}", {"reason": msg}),
+            type=_invalid(msg),
             loc=loc,
             input=value,
         )
@@ -93,6 +125,7 @@ class _Model(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         frozen=True,
+        strict=True,
         allow_inf_nan=False,
         validate_by_name=True,
         validate_by_alias=True,
@@ -105,9 +138,9 @@ class TaskSpec(_Model):
 
     dataset: str
     model: str
-    model_options: dict[str, Scalar] = Field(default_factory=dict)
-    epochs: int = Field(default=10, ge=1)
-    batch_size: int = Field(default=128, ge=1)
+    model_options: dict[Name, Scalar] = Field(default_factory=dict, max_length=MAX_MODEL_OPTIONS)
+    epochs: int = Field(default=10, ge=1, le=10**6)
+    batch_size: int = Field(default=128, ge=1, le=2**20)
     optimizer: str = "adam"
     lr: float = Field(default=1e-3, gt=0)
     momentum: float = Field(default=0.9, ge=0, lt=1)
@@ -151,12 +184,14 @@ class ParamSpec(_Model):
     """
 
     type: Literal["float", "int", "categorical"]
-    low: int | float | None = None
-    high: int | float | None = None
+    low: Number | None = None
+    high: Number | None = None
     log: bool = False
-    step: int | float | None = Field(default=None, gt=0)
-    choices: list[Scalar] | None = None
-    when: dict[str, Scalar | list[Scalar]] = Field(default_factory=dict)
+    step: Number | None = None
+    choices: Annotated[list[Scalar], Field(max_length=MAX_CHOICES)] | None = None
+    when: dict[Name, Scalar | Annotated[list[Scalar], Field(max_length=MAX_CHOICES)]] = Field(
+        default_factory=dict, max_length=MAX_WHEN
+    )
 
     @model_validator(mode="after")
     def _check_shape(self) -> ParamSpec:
@@ -186,14 +221,20 @@ class ParamSpec(_Model):
         return [v for v in (self.low, self.high) if v is not None]
 
     def grid_count(self) -> int | None:
-        """How many points a grid over this parameter has (None: a continuous range)."""
+        """How many points a grid over this parameter has (None: a continuous range).
+
+        Counted, never built; a count over MAX_GRID_POINTS is returned as MAX_GRID_POINTS + 1.
+        """
         if self.choices is not None:
             return len(self.choices)
         step = self.step if self.step is not None else (1 if self.type == "int" else None)
         if step is None or self.low is None or self.high is None:
             return None
+        intervals = (self.high - self.low) / step  # inf for a range across the float limits
+        if not intervals < MAX_GRID_POINTS:
+            return MAX_GRID_POINTS + 1
         # the epsilon keeps (0.5 - 0.1) / 0.1 = 3.9999999999999996 from losing the last point
-        return math.floor((self.high - self.low) / step + 1e-9) + 1
+        return math.floor(intervals + 1e-9) + 1
 
     def grid_values(self) -> list[Scalar]:
         """The points of a grid over this parameter: its choices, or low, low + step, ... high."""
@@ -219,6 +260,8 @@ class ParamSpec(_Model):
             yield ("log",), "log does not apply to a categorical parameter", True
 
     def _range_problems(self) -> Iterator[tuple[Loc, str, Any]]:
+        if self.step is not None and self.step <= 0:
+            yield ("step",), f"step must be greater than 0, got {self.step}", self.step
         if self.choices is not None:
             yield ("choices",), f"choices only apply to categorical, not {self.type}", self.choices
         if self.low is None or self.high is None:
@@ -240,8 +283,8 @@ class ParamSpec(_Model):
 
 
 def _default_mode(data: Any) -> Any:
-    if isinstance(data, dict) and "mode" not in data:
-        mode = FINAL_METRICS.get(data.get("metric", ""))
+    if isinstance(data, dict) and "mode" not in data and isinstance(data.get("metric"), str):
+        mode = FINAL_METRICS.get(data["metric"])
         return {**data, "mode": mode} if mode else data
     return data
 
@@ -313,15 +356,17 @@ class StudySpec(_Model):
     description: str = Field(default="", max_length=2000)
     task: TaskSpec
     regularizer: RegularizerSpec = RegularizerSpec()
-    space: dict[str, ParamSpec] = Field(default_factory=dict)
-    objectives: list[Objective] = Field(default_factory=_default_objectives, min_length=1)
+    space: dict[Name, ParamSpec] = Field(default_factory=dict, max_length=MAX_SPACE)
+    objectives: list[Objective] = Field(
+        default_factory=_default_objectives, min_length=1, max_length=MAX_OBJECTIVES
+    )
     search: SearchSpec = SearchSpec()
-    seeds: int = Field(default=1, ge=1)
+    seeds: int = Field(default=1, ge=1, le=10**4)
     resources: Resources = Resources()
 
     @model_validator(mode="after")
-    def _check_across_sections(self, info: ValidationInfo) -> StudySpec:
-        problems = find_problems(self, _limits(info))
+    def _check_across_sections(self) -> StudySpec:
+        problems = find_problems(self)
         if problems:
             _raise_at("StudySpec", problems)
         return self
@@ -345,20 +390,34 @@ class StudySpec(_Model):
         return [fixed[name]]
 
     def suggestion_order(self) -> list[str]:
-        """Space names ordered so that every `when` names parameters suggested before it."""
+        """Space names ordered so that every `when` names parameters suggested before it.
+
+        Kahn's topological sort in rounds, linear in the number of conditions; within a round
+        the space's own order.
+        """
+        waiting = {
+            name: {k for k in param.when if k in self.space and k != name}
+            for name, param in self.space.items()
+        }
+        children: dict[str, list[str]] = {name: [] for name in self.space}
+        for name, parents in waiting.items():
+            for parent in parents:
+                children[parent].append(name)
+        position = {name: i for i, name in enumerate(self.space)}
+        ready = [name for name, parents in waiting.items() if not parents]
         order: list[str] = []
-        pending = dict(self.space)
-        while pending:
-            ready = [
-                n
-                for n, p in pending.items()
-                if all(k in order or k not in self.space for k in p.when)
-            ]
-            if not ready:
-                raise ValueError(f"conditions form a cycle among {', '.join(pending)}")
+        while ready:
             order += ready
+            unlocked = []
             for name in ready:
-                del pending[name]
+                for child in children[name]:
+                    waiting[child].discard(name)
+                    if not waiting[child]:
+                        unlocked.append(child)
+            ready = sorted(unlocked, key=position.__getitem__)
+        if len(order) < len(self.space):
+            cycle = [name for name in self.space if name not in order]
+            raise ValueError(f"conditions form a cycle among {', '.join(cycle)}")
         return order
 
     def switch_epoch(self) -> int | None:
@@ -394,41 +453,88 @@ _FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
 
 
 class _SpecLoader(yaml.SafeLoader):
-    """SafeLoader (never constructs objects) that also reads 1e-3 as a float."""
+    """SafeLoader (never constructs objects) that also reads 1e-3 as a float, and refuses
+    duplicate keys and aliases (a spec needs neither; aliases can multiply a small document)."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.composer.ComposerError(None, None, "aliases are not allowed", mark)
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else id(key_node)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 _SpecLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789"))
+# ValueError: an integer of over 4,300 digits; RecursionError: nesting deeper than the stack
+_PARSE_ERRORS = (ValueError, RecursionError)
 
 
 def parse_spec_text(text: str) -> Any:
-    """Parse JSON or YAML text into plain data; InvalidSpec on a syntax error."""
+    """Parse YAML (or JSON, a subset) text into plain data; InvalidSpec on any parse error."""
     try:
         return yaml.load(text, Loader=_SpecLoader)
-    except yaml.YAMLError as error:
-        raise InvalidSpec(f"the spec is not valid YAML or JSON: {error}") from error
+    except (yaml.YAMLError, *_PARSE_ERRORS) as error:
+        raise InvalidSpec(f"the spec is not valid YAML: {_parse_message(error)}") from error
 
 
-def validate_spec(data: Any, *, limits: Limits | None = None) -> StudySpec:
+def parse_spec_json(text: str) -> Any:
+    """Parse JSON text into plain data: no duplicate keys, no NaN or Infinity."""
+    try:
+        return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+    except _PARSE_ERRORS as error:  # JSONDecodeError is a ValueError
+        raise InvalidSpec(f"the spec is not valid JSON: {_parse_message(error)}") from error
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    mapping: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in mapping:
+            raise ValueError(f"duplicate key {key[:MAX_TEXT]!r}")
+        mapping[key] = value
+    return mapping
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _parse_message(error: Exception) -> str:
+    if isinstance(error, RecursionError):
+        return "nested too deeply"
+    return str(error)[:500]
+
+
+def validate_spec(data: Any) -> StudySpec:
     """Validate plain data into a StudySpec; InvalidSpec lists every error with its field."""
     if not isinstance(data, Mapping):
         raise InvalidSpec(f"a spec must be a mapping, got {type(data).__name__}")
     try:
-        return StudySpec.model_validate(data, context={"limits": limits or Limits()})
+        return StudySpec.model_validate(data)
     except ValidationError as error:
-        errors = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in error.errors()]
-        lines = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'spec'}: {e['msg']}" for e in errors)
-        raise InvalidSpec(f"invalid study spec: {lines}", errors) from error
+        raise InvalidSpec.from_problems(
+            "invalid study spec", [(e["loc"], e["msg"]) for e in error.errors()]
+        ) from error
 
 
-def load_spec(source: str | Path, *, limits: Limits | None = None) -> StudySpec:
+def load_spec(source: str | Path) -> StudySpec:
     """Load a spec from a path or from JSON/YAML text."""
     if isinstance(source, str) and not _looks_like_path(source):
-        return validate_spec(parse_spec_text(source), limits=limits)
+        return validate_spec(parse_spec_text(source))
     try:
         text = Path(source).read_text(encoding="utf-8")
     except OSError as error:
         raise InvalidSpec(f"cannot read the spec file {str(source)!r}: {error}") from error
-    return validate_spec(parse_spec_text(text), limits=limits)
+    return validate_spec(parse_spec_text(text))
 
 
 def _looks_like_path(text: str) -> bool:

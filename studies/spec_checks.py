@@ -17,10 +17,12 @@ from studies.catalog import (
     FAMILIES_WITH_LAMBDA,
     FAMILIES_WITH_P,
 )
+from studies.model_catalog import model_option_problems
 
 if TYPE_CHECKING:
-    from studies.spec import Limits, StudySpec
+    from studies.spec import StudySpec
 
+MAX_GRID_POINTS = 100_000  # the grid sampler holds every point in memory
 Loc = tuple[str | int, ...]
 Problem = tuple[Loc, str, Any]
 ValueCheck = Callable[[Any], str | None]
@@ -63,7 +65,7 @@ SEARCHABLE: dict[str, Searchable] = {
     "family": Searchable(("categorical",), _name_in(FAMILIES)),
     "momentum": Searchable(_NUMERIC, _number("in [0, 1)", lambda v: 0 <= v < 1)),
     "batch_size": Searchable(
-        ("int", "categorical"), _number(">= 1", lambda v: v >= 1, integer=True)
+        ("int", "categorical"), _number("in [1, 2**20]", lambda v: 1 <= v <= 2**20, integer=True)
     ),
     "warmup": Searchable(_NUMERIC, _FRACTION),
 }
@@ -111,8 +113,9 @@ def _conditions(spec: StudySpec) -> Iterator[Problem]:
                     key,
                 )
                 continue
+            choices = set(parent.values())
             for value in values:
-                if value not in parent.values():
+                if value not in choices:
                     yield loc, f"{value!r} is not a choice of {key}", value
     try:
         spec.suggestion_order()
@@ -192,6 +195,11 @@ def _optimizer_settings(spec: StudySpec) -> Iterator[Problem]:
         yield ("task", "warmup"), "lr_schedule warmup_cosine needs warmup in (0, 1)", 0.0
 
 
+def _model(spec: StudySpec) -> Iterator[Problem]:
+    task = spec.task
+    yield from model_option_problems(task.model, task.model_options, task.dataset)
+
+
 def _objectives(spec: StudySpec) -> Iterator[Problem]:
     seen: set[str] = set()
     for i, objective in enumerate(spec.objectives):
@@ -237,36 +245,18 @@ def _grid(spec: StudySpec) -> Iterator[Problem]:
             yield ("space", name, "step"), message, None
     if all(c is not None for c in counts):
         size = math.prod(c for c in counts if c is not None)
-        if spec.search.n_trials > size:
+        if size > MAX_GRID_POINTS:
+            message = f"the grid has more than {MAX_GRID_POINTS:,} points: use larger steps"
+            yield ("search", "sampler"), message, "grid"
+        elif spec.search.n_trials > size:
             message = f"n_trials {spec.search.n_trials} is more than the grid's {size} points"
             yield ("search", "n_trials"), message, spec.search.n_trials
 
 
-def _budget(spec: StudySpec, limits: Limits) -> Iterator[Problem]:
-    search = spec.search
-    runs = search.n_trials * spec.seeds
-    if spec.seeds > limits.max_seeds:
-        message = f"seeds {spec.seeds} is over the limit of {limits.max_seeds} replicates"
-        yield ("seeds",), message, spec.seeds
-    if runs > limits.max_trials:
-        message = (
-            f"n_trials × seeds = {runs} training runs is over the limit of "
-            f"{limits.max_trials} per study"
-        )
-        yield ("search", "n_trials"), message, search.n_trials
-    if search.max_concurrent > limits.max_concurrent:
-        message = (
-            f"max_concurrent {search.max_concurrent} is over the limit of {limits.max_concurrent}"
-        )
-        yield ("search", "max_concurrent"), message, search.max_concurrent
-    if spec.task.epochs > limits.max_epochs:
-        message = f"epochs {spec.task.epochs} is over the limit of {limits.max_epochs}"
-        yield ("task", "epochs"), message, spec.task.epochs
-
-
-_CHECKS = (
-    _space_names,
-    _space_values,
+# the relations below do arithmetic on the values, so they run only once the values are valid
+_VALUE_CHECKS = (_space_names, _space_values)
+_RELATION_CHECKS = (
+    _model,
     _conditions,
     _schedule_fractions,
     _families,
@@ -277,7 +267,9 @@ _CHECKS = (
 )
 
 
-def find_problems(spec: StudySpec, limits: Limits) -> list[Problem]:
+def find_problems(spec: StudySpec) -> list[Problem]:
     """Every cross-section problem of `spec`, each with the loc of the field to change."""
-    problems = [problem for check in _CHECKS for problem in check(spec)]
-    return problems + list(_budget(spec, limits))
+    problems = [problem for check in _VALUE_CHECKS for problem in check(spec)]
+    if problems:
+        return problems
+    return [problem for check in _RELATION_CHECKS for problem in check(spec)]

@@ -2,28 +2,27 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
-from service.api.common import study_detail
-from service.auth import ReadAccess, WriteAccess
+from service.api.common import Limit, Name, Offset, StudyId, once_each, study_detail
+from service.auth import JSON_TYPE, ReadAccess, WriteAccess, WriteMedia, media_type
 from service.deps import LauncherDep, LimitsDep, SessionDep, SettingsDep
-from service.errors import LaunchFailed
+from service.errors import LaunchFailed, error_responses
 from service.launcher import ENDED_JOB_STATUSES, Launcher
 from service.schemas import StudyDetail, StudyOut, StudyPage, StudySummary
-from studies import repository
+from studies import policy, repository
 from studies.errors import InvalidSpec, InvalidTransition
-from studies.spec import StudySpec, parse_spec_text, validate_spec
+from studies.spec import StudySpec, parse_spec_json, parse_spec_text, validate_spec
 
 router = APIRouter(prefix="/studies", tags=["studies"], dependencies=[ReadAccess])
 
-YAML_TYPES = {"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"}
 SPEC_BODY = {
     "required": True,
-    "description": "A study spec (DESIGN.md), as JSON or as YAML text.",
+    "description": "A study spec, as JSON or as YAML text.",
     "content": {
         "application/json": {"schema": {"type": "object"}},
         "application/yaml": {"schema": {"type": "string"}},
@@ -32,26 +31,36 @@ SPEC_BODY = {
 
 
 async def spec_body(request: Request) -> Any:
-    """The request body as plain data, from JSON or YAML by its content type."""
-    media_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
-    if media_type not in YAML_TYPES | {"application/json"}:
-        raise HTTPException(415, f"send the spec as application/json or application/yaml, "
-                                 f"not {media_type}")  # fmt: skip
+    """The request body as plain data, parsed off the event loop (a large spec stalls no one)."""
+    body = await request.body()
+    return await run_in_threadpool(parse_spec_body, body, media_type(request))
+
+
+def parse_spec_body(body: bytes, media: str) -> Any:
+    """JSON or YAML bytes as plain data, by media type; InvalidSpec on any parse error."""
     try:
-        text = (await request.body()).decode("utf-8")
+        text = body.decode("utf-8")
     except UnicodeDecodeError as error:
         raise InvalidSpec(f"the spec is not UTF-8 text: {error}") from error
-    if media_type in YAML_TYPES:
-        return parse_spec_text(text)
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as error:
-        raise InvalidSpec(f"the spec is not valid JSON: {error}") from error
+    return parse_spec_json(text) if media == JSON_TYPE else parse_spec_text(text)
 
 
-def valid_spec(data: Annotated[Any, Depends(spec_body)], limits: LimitsDep) -> StudySpec:
-    """The body validated into a StudySpec: InvalidSpec (422) lists each field at fault."""
-    return validate_spec(data, limits=limits)
+def cluster_nodes(request: Request) -> list[dict[str, float]] | None:
+    """The Ray cluster's nodes, when a launcher can list them."""
+    launcher: Launcher | None = request.app.state.launcher
+    return None if launcher is None else launcher.nodes()
+
+
+def valid_spec(
+    data: Annotated[Any, Depends(spec_body)],
+    limits: LimitsDep,
+    nodes: Annotated[list[dict[str, float]] | None, Depends(cluster_nodes)],
+) -> StudySpec:
+    """The body validated into a StudySpec within this service's limits: InvalidSpec (422)
+    lists each field at fault."""
+    spec = validate_spec(data)
+    policy.enforce(spec, limits, nodes)
+    return spec
 
 
 def _submit(session: Session, launcher: Launcher, study_id: str, *, resume: bool) -> None:
@@ -73,7 +82,7 @@ def _submit(session: Session, launcher: Launcher, study_id: str, *, resume: bool
     "",
     status_code=201,
     response_model=StudyOut,
-    dependencies=[WriteAccess],
+    dependencies=[WriteAccess, WriteMedia],
     openapi_extra={"requestBody": SPEC_BODY},
 )
 def create_study(
@@ -91,27 +100,32 @@ def create_study(
     return StudyOut.model_validate(study)
 
 
-@router.get("", response_model=StudyPage)
+@router.get(
+    "",
+    response_model=StudyPage,
+    responses=error_responses(401, 422),
+    dependencies=[once_each()],
+)
 def list_studies(
     session: SessionDep,
-    status: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=repository.MAX_PAGE)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    status: Name | None = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
 ) -> StudyPage:
     """Studies, newest first, optionally of one status."""
     page = repository.list_studies(session=session, status=status, limit=limit, offset=offset)
     return StudyPage(total=page.total, items=[StudySummary.model_validate(s) for s in page.items])
 
 
-@router.get("/{study_id}", response_model=StudyDetail)
-def get_study(study_id: str, session: SessionDep) -> StudyDetail:
+@router.get("/{study_id}", response_model=StudyDetail, responses=error_responses(401, 404, 422))
+def get_study(study_id: StudyId, session: SessionDep) -> StudyDetail:
     """A study with its progress (trials by state of the budget) and best values so far."""
     study = repository.get_study(session=session, study_id=study_id)
     return study_detail(session, study)
 
 
-@router.post("/{study_id}/cancel", response_model=StudyOut, dependencies=[WriteAccess])
-def cancel_study(study_id: str, session: SessionDep, launcher: LauncherDep) -> StudyOut:
+@router.post("/{study_id}/cancel", response_model=StudyOut, dependencies=[WriteAccess, WriteMedia])
+def cancel_study(study_id: StudyId, session: SessionDep, launcher: LauncherDep) -> StudyOut:
     """Stop a queued or running study's job and mark it cancelled (409 otherwise)."""
     study = repository.get_study(session=session, study_id=study_id)
     if study.status not in ("queued", "running"):
@@ -133,8 +147,8 @@ def _resumable(study_status: str, job_status: str | None) -> bool:
     return study_status == "running" and (job_status is None or job_status in ENDED_JOB_STATUSES)
 
 
-@router.post("/{study_id}/resume", response_model=StudyOut, dependencies=[WriteAccess])
-def resume_study(study_id: str, session: SessionDep, launcher: LauncherDep) -> StudyOut:
+@router.post("/{study_id}/resume", response_model=StudyOut, dependencies=[WriteAccess, WriteMedia])
+def resume_study(study_id: StudyId, session: SessionDep, launcher: LauncherDep) -> StudyOut:
     """Submit a new job with --resume for a failed, cancelled or orphaned running study."""
     study = repository.get_study(session=session, study_id=study_id)
     job_status = None
@@ -150,7 +164,7 @@ def resume_study(study_id: str, session: SessionDep, launcher: LauncherDep) -> S
 
 
 @router.delete("/{study_id}", status_code=204, dependencies=[WriteAccess])
-def delete_study(study_id: str, session: SessionDep, settings: SettingsDep) -> Response:
+def delete_study(study_id: StudyId, session: SessionDep, settings: SettingsDep) -> Response:
     """Delete a study, its trials, metrics and Optuna study; a queued or running one: 409."""
     study = repository.get_study(session=session, study_id=study_id)
     if study.status == "queued":  # its job is about to write to it

@@ -13,6 +13,9 @@ with warnings.catch_warnings():  # starlette's notice about httpx, not about our
     from fastapi.testclient import TestClient
 
 
+JSON = {"Content-Type": "application/json"}  # writes must say what they send
+
+
 @dataclass
 class RecordingLauncher:
     """Launcher that records calls; `jobs` holds the status each job id reports."""
@@ -20,6 +23,7 @@ class RecordingLauncher:
     calls: list[tuple[Any, ...]] = field(default_factory=list)
     jobs: dict[str, str] = field(default_factory=dict)
     refuse: bool = False
+    cluster: list[dict[str, float]] | None = None  # what nodes() answers: None, not known
 
     def submit(self, study_id: str, *, resume: bool = False) -> str:
         if self.refuse:
@@ -35,6 +39,9 @@ class RecordingLauncher:
 
     def status(self, ray_job_id: str) -> str | None:
         return self.jobs.get(ray_job_id)
+
+    def nodes(self) -> list[dict[str, float]] | None:
+        return self.cluster
 
 
 @dataclass

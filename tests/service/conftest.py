@@ -40,7 +40,7 @@ def make_api(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Api]]:
         values = {"api_key": "", "read_auth": False, "ray_address": "", **settings}
         config = Settings(home=tmp_path / "home", database_url=database_url, **values)
         app = create_app(config, launcher=launcher)
-        client = TestClient(app)
+        client = TestClient(app, base_url="http://127.0.0.1")  # a Host the service trusts
         client.__enter__()  # runs the lifespan: migrations up, engine disposed at exit
         stack.append(client)
         return Api(client, app.state.sessions, launcher, database_url)

@@ -9,7 +9,7 @@ from typing import Any
 import optuna
 import pytest
 import yaml
-from api_harness import Api
+from api_harness import JSON, Api
 from factories import make_study, make_trial, spec_data
 
 from service.deps import get_session_factory
@@ -103,9 +103,24 @@ def test_the_configured_limits_apply(make_api: Callable[..., Api]) -> None:
     assert response.json()["errors"][0]["loc"] == ["search", "n_trials"]
 
 
-def test_a_spec_in_another_media_type_is_a_415(api: Api) -> None:
-    response = api.client.post("/studies", content="x", headers={"content-type": "text/plain"})
-    assert response.status_code == 415 and "application/yaml" in response.json()["detail"]
+# what a web page can send cross-origin without a preflight: none of it may write
+SIMPLE_TYPES = [None, "text/plain", "application/x-www-form-urlencoded", "multipart/form-data"]
+
+
+@pytest.mark.parametrize("content_type", SIMPLE_TYPES)
+@pytest.mark.parametrize("path", ["", "/{id}/cancel", "/{id}/resume"])
+def test_a_write_in_another_media_type_is_a_415_and_changes_nothing(
+    api: Api, content_type: str | None, path: str
+) -> None:
+    study = _post(api)
+    before = len(api.launcher.calls)
+    headers = {} if content_type is None else {"content-type": content_type}
+    body = json.dumps(spec_data())
+    response = api.client.post(f"/studies{path.format(id=study)}", content=body, headers=headers)
+    assert response.status_code == 415
+    assert "content-type" in response.json()["detail"]
+    assert len(api.launcher.calls) == before
+    assert api.client.get("/studies").json()["total"] == 1
 
 
 def test_a_refused_submit_is_a_503_and_leaves_the_study_failed(api: Api) -> None:
@@ -171,7 +186,7 @@ def test_a_study_shows_its_progress_and_best_values_so_far(api: Api) -> None:
 def test_an_unknown_study_is_a_404_everywhere(api: Api) -> None:
     for method, path in [("get", ""), ("post", "/cancel"), ("post", "/resume"),
                          ("delete", ""), ("get", "/trials"), ("get", "/best")]:  # fmt: skip
-        response = api.client.request(method, f"/studies/nope{path}")
+        response = api.client.request(method, f"/studies/nope{path}", headers=JSON)
         assert response.status_code == 404
         assert response.json() == {"detail": "study 'nope' not found", "errors": []}
 
@@ -186,7 +201,7 @@ def test_cancel_stops_the_job_of_a_queued_or_running_study(
 ) -> None:
     study = _post(api)
     _move(api, study, *path)
-    response = api.client.post(f"/studies/{study}/cancel")
+    response = api.client.post(f"/studies/{study}/cancel", headers=JSON)
     assert response.status_code == code
     stops = [call for call in api.launcher.calls if call[0] == "stop"]
     if code == 200:
@@ -209,7 +224,7 @@ def test_resume_submits_a_new_job_only_for_a_study_that_stopped(
     _move(api, study, *path)
     if job is not None:
         api.launcher.jobs["raysubmit_0"] = job
-    response = api.client.post(f"/studies/{study}/resume")
+    response = api.client.post(f"/studies/{study}/resume", headers=JSON)
     assert response.status_code == code, response.text
     submits = [call for call in api.launcher.calls if call[0] == "submit"]
     if code == 200:
@@ -268,15 +283,22 @@ def test_health_reports_the_database(api: Api) -> None:
     assert body["database"] == dialect
 
 
-def test_health_is_a_503_naming_the_error_when_the_database_does_not_answer(api: Api) -> None:
+def test_health_is_a_503_that_leaves_the_connection_details_to_the_log(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
     nowhere = make_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")  # a closed port
     app = api.client.app
     app.dependency_overrides[get_session_factory] = lambda: session_factory(nowhere)  # type: ignore[attr-defined]
     try:
-        response = api.client.get("/health")
+        with caplog.at_level("WARNING", logger="service.api.health"):
+            response = api.client.get("/health")
     finally:
         app.dependency_overrides.clear()  # type: ignore[attr-defined]
         nowhere.dispose()
     assert response.status_code == 503
-    body = response.json()
-    assert body["status"] == "error" and "OperationalError" in body["database"]
+    assert response.json() == {
+        "detail": "the database is unreachable",
+        "errors": [{"loc": ["database"], "msg": "unreachable"}],
+    }
+    # /health needs no key: the host, port and user go to the service's log only
+    assert "OperationalError" in caplog.text and "127.0.0.1" in caplog.text

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from api_harness import Api
+from api_harness import JSON, Api
 from factories import spec_data
 
-KEY = "s3cret-key"
+KEY = "s3cret-key-of-sixteen-chars"
 WRITES = [("post", "/studies"), ("post", "/studies/nope/cancel"),
           ("post", "/studies/nope/resume"), ("delete", "/studies/nope")]  # fmt: skip
 READS = [("get", "/studies"), ("get", "/studies/nope"), ("get", "/studies/nope/trials"),
@@ -17,6 +17,7 @@ READS = [("get", "/studies"), ("get", "/studies/nope"), ("get", "/studies/nope/t
 
 def _call(api: Api, method: str, path: str, headers: dict[str, str]) -> int:
     body = spec_data() if path == "/studies" and method == "post" else None
+    headers = {**JSON, **headers}
     return api.client.request(method, path, json=body, headers=headers).status_code
 
 

@@ -284,7 +284,7 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Reports]:
     settings = Settings(
         home=root / "home", database_url=url, api_key="", read_auth=False, ray_address=""
     )
-    with TestClient(create_app(settings)) as http:
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as http:
         client = ApiClient(base_url=str(http.base_url), _http=http)
         for name, study_id in (
             ("finished", finished[0]),
