@@ -75,11 +75,20 @@ def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
 @app.command()
 def serve() -> None:
     """Run the API (and, unless DECAYLAB_RAY_ADDRESS is set, a local Ray head) until Ctrl-C."""
+    from pydantic import ValidationError
+
+    from service.auth import check_exposure
     from service.server import serve as run_server
     from studies.settings import Settings
 
+    try:
+        settings = Settings()
+        check_exposure(settings)
+    except (ValidationError, ValueError) as error:  # a setting that is wrong or unsafe
+        print(f"error: {error}", file=sys.stderr)
+        raise typer.Exit(2) from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    run_server(Settings())
+    run_server(settings)
 
 
 @app.command()
@@ -282,7 +291,7 @@ def report(
 def main() -> None:
     """Entry point of the `decaylab` console script: errors are one line, never a traceback."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # click returns typer.Exit's code instead of exiting
     except ApiError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
@@ -291,3 +300,5 @@ def main() -> None:
     except click.ClickException as error:  # usage errors: one line
         print(f"error: {error.format_message()}", file=sys.stderr)
         sys.exit(2)
+    if isinstance(code, int) and code:
+        sys.exit(code)

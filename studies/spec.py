@@ -64,8 +64,8 @@ def _scalar(value: Any) -> bool | int | float | str:
     if isinstance(value, bool):
         return value
     if isinstance(value, str):
-        if len(value) > MAX_TEXT:
-            raise _invalid(f"must be at most {MAX_TEXT} characters")
+        if len(value) > MAX_TEXT or "\x00" in value:
+            raise _invalid(f"must be at most {MAX_TEXT} characters, none of them NUL")
         return value
     if not isinstance(value, int | float):
         raise _invalid(f"must be a valid number, string or boolean, got {type(value).__name__}")
@@ -89,7 +89,7 @@ def _invalid(message: str) -> PydanticCustomError:
     return PydanticCustomError("invalid_spec", "{reason}", {"reason": message})
 
 
-Name = Annotated[str, StringConstraints(max_length=MAX_TEXT)]
+Name = Annotated[str, StringConstraints(max_length=MAX_TEXT, pattern=r"^[^\x00]*$")]
 # one validator each, so that a wrong value gets one message and not one per member of a union
 Scalar = Annotated[
     bool | int | float | str,
@@ -353,7 +353,8 @@ class StudySpec(_Model):
 
     schema_version: Literal[1] = 1
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    description: str = Field(default="", max_length=2000)
+    # no NUL: PostgreSQL cannot store it in text (the name's pattern already excludes it)
+    description: str = Field(default="", max_length=2000, pattern=r"^[^\x00]*$")
     task: TaskSpec
     regularizer: RegularizerSpec = RegularizerSpec()
     space: dict[Name, ParamSpec] = Field(default_factory=dict, max_length=MAX_SPACE)

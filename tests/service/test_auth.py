@@ -6,7 +6,9 @@ from collections.abc import Callable
 
 import pytest
 from api_harness import JSON, Api
-from factories import spec_data
+from factories import make_study, make_trial, spec_data
+
+from studies import repository
 
 KEY = "s3cret-key-of-sixteen-chars"
 WRITES = [("post", "/studies"), ("post", "/studies/nope/cancel"),
@@ -49,8 +51,13 @@ def test_a_401_says_how_to_authenticate(make_api: Callable[..., Api]) -> None:
     assert "Authorization: Bearer" in response.json()["detail"]
 
 
-def test_read_auth_closes_the_reads_but_not_health(make_api: Callable[..., Api]) -> None:
-    api = make_api(api_key=KEY, read_auth=True)
+@pytest.mark.parametrize(
+    "settings", [{"read_auth": True}, {"api_host": "0.0.0.0"}, {"api_host": "10.1.2.3"}]
+)
+def test_reads_need_the_key_when_asked_or_beyond_loopback(
+    make_api: Callable[..., Api], settings: dict[str, object]
+) -> None:
+    api = make_api(api_key=KEY, trusted_hosts="127.0.0.1", **settings)
     for method, path in READS:
         assert _call(api, method, path, {}) == 401
         assert _call(api, method, path, {"Authorization": f"Bearer {KEY}"}) in (200, 404)
@@ -61,3 +68,43 @@ def test_without_a_key_everything_is_open(make_api: Callable[..., Api]) -> None:
     api = make_api(read_auth=True)  # nothing to check against
     assert _call(api, "post", "/studies", {}) == 201
     assert _call(api, "get", "/studies", {}) == 200
+
+
+@pytest.mark.parametrize(
+    ("settings", "words"),
+    [
+        ({"api_host": "0.0.0.0"}, "set DECAYLAB_API_KEY"),
+        ({"api_host": "192.168.1.5"}, "set DECAYLAB_API_KEY"),
+        ({"api_key": "short-key"}, "at least 16 characters"),
+        ({"api_key": "change-me-as-well"}, "placeholder"),
+        ({"api_key": "change-me-too-but-long", "api_host": "0.0.0.0"}, "placeholder"),
+    ],
+)
+def test_the_service_refuses_to_start_open_or_with_a_weak_key(
+    make_api: Callable[..., Api], settings: dict[str, object], words: str
+) -> None:
+    with pytest.raises(ValueError, match=words):
+        make_api(**settings)
+
+
+def test_tracebacks_and_provenance_need_the_key(make_api: Callable[..., Api]) -> None:
+    api = make_api(api_key=KEY)  # on loopback: reads are open, but not everything in them
+    with api.sessions() as session:
+        study = make_study(session)
+        trial = make_trial(session, study.id, state="running")
+        repository.update_trial_info(
+            session=session, trial_id=trial.id, provenance={"torch": "2.14.1", "git": "abc"}
+        )
+        repository.finish_trial(
+            session=session, trial_id=trial.id, state="failed", error="Traceback: /home/a/x.py"
+        )
+        session.commit()
+    key = {"Authorization": f"Bearer {KEY}"}
+    for path in (f"/studies/{study.id}/trials/0", f"/studies/{study.id}/trials"):
+        shown, hidden = api.client.get(path, headers=key).json(), api.client.get(path).json()
+        if "items" in shown:
+            shown, hidden = shown["items"][0], hidden["items"][0]
+        assert "x.py" in shown["error"] and hidden["error"] is None
+        assert hidden["state"] == "failed" and hidden["number"] == 0
+        if "provenance" in shown:
+            assert shown["provenance"]["torch"] == "2.14.1" and hidden["provenance"] is None
