@@ -5,6 +5,7 @@ Every error body has one shape: {"detail": message, "errors": [{"loc": [...], "m
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -12,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from service.schemas import ErrorBody
 from studies.errors import (
     DecaylabError,
     InvalidQuery,
@@ -34,6 +36,31 @@ STATUS_CODES: dict[type[DecaylabError], int] = {
     InvalidTransition: 409,
     LaunchFailed: 503,
 }
+# what each error status means on this API, for the OpenAPI document
+ERROR_DESCRIPTIONS: dict[int, str] = {
+    401: "A valid API key is required (for reads only with DECAYLAB_READ_AUTH=1)",
+    404: "No study (or trial) has this id (or number)",
+    409: "The study's status does not allow this",
+    413: "The body is over the service's limit (DECAYLAB_MAX_BODY_BYTES)",
+    415: "The body is neither JSON nor YAML",
+    422: "A parameter or field is invalid; the message names it",
+    503: "Ray or the database cannot be reached",
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """A route's `responses=` for these error codes, each with the one error body (ErrorBody).
+
+    Declaring 422 also keeps FastAPI from documenting its own HTTPValidationError, which is
+    not what our handler sends.
+    """
+    return {
+        code: {
+            "model": ErrorBody,
+            "description": ERROR_DESCRIPTIONS.get(code, HTTPStatus(code).phrase),
+        }
+        for code in codes
+    }
 
 
 def error_body(detail: str, errors: list[dict[str, Any]] | None = None) -> dict[str, Any]:

@@ -159,3 +159,17 @@ class Health(BaseModel):
     database: str
     version: str
     ray_dashboard: str | None = None
+
+
+class ErrorItem(BaseModel):
+    """One problem: where it is (`["query", "limit"]`, `["task", "epochs"]`) and what it is."""
+
+    loc: list[str | int]
+    msg: str
+
+
+class ErrorBody(BaseModel):
+    """The body of every 4xx and 503: a message naming the field at fault, and each problem."""
+
+    detail: str
+    errors: list[ErrorItem]

@@ -9,7 +9,8 @@ idempotent, using the dialect's INSERT ... ON CONFLICT (SQLite and PostgreSQL).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import re
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar, cast
@@ -55,6 +56,14 @@ STUDY_TRANSITIONS: dict[str, frozenset[str]] = {
 }
 TERMINAL_STUDY_STATUSES = ("succeeded", "failed", "cancelled")
 MAX_PAGE = 1000
+# SQL's OFFSET is a 64-bit integer on both backends: a larger one is an overflow, not a page
+MAX_OFFSET = 2**63 - 1
+# dl_trial.number is an INTEGER column: PostgreSQL refuses to compare it with a larger value
+MAX_TRIAL_NUMBER = 2**31 - 1
+# every id new_study_id makes (a UUID) matches, and so does any other string of the same
+# alphabet and length: an id that cannot exist (NUL, space, 37+ characters) is a bad request,
+# a well-formed one that does not exist is "not found"
+STUDY_ID_PATTERN = r"^[A-Za-z0-9-]{1,36}$"
 
 
 T = TypeVar("T")
@@ -79,8 +88,8 @@ def _finite(value: Any) -> float | None:
 def _check_page(limit: int, offset: int) -> None:
     if not 1 <= limit <= MAX_PAGE:
         raise InvalidQuery(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
-    if offset < 0:
-        raise InvalidQuery(f"offset must be >= 0, got {offset}")
+    if not 0 <= offset <= MAX_OFFSET:
+        raise InvalidQuery(f"offset must be between 0 and {MAX_OFFSET}, got {offset}")
 
 
 def _insert(session: Session, table: Any) -> Any:
@@ -113,6 +122,8 @@ def create_study(*, session: Session, spec: StudySpec) -> Study:
 
 def get_study(*, session: Session, study_id: str, for_update: bool = False) -> Study:
     """The study with this id; StudyNotFound otherwise."""
+    if not re.fullmatch(STUDY_ID_PATTERN, study_id):  # e.g. a NUL, which PostgreSQL refuses
+        raise StudyNotFound(study_id)
     study = session.get(Study, study_id, with_for_update=for_update)
     if study is None:
         raise StudyNotFound(study_id)
@@ -127,7 +138,8 @@ def list_studies(
     query = select(Study)
     if status is not None:
         if status not in STUDY_STATUSES:
-            raise InvalidQuery(f"unknown status {status!r}; choose one of {STUDY_STATUSES}")
+            choices = ", ".join(STUDY_STATUSES)
+            raise InvalidQuery(f"status: unknown {status!r}; choose one of {choices}")
         query = query.where(Study.status == status)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     page = query.order_by(Study.created_at.desc(), Study.id).limit(limit).offset(offset)
@@ -293,6 +305,8 @@ def update_trial_info(
 
 def get_trial(*, session: Session, study_id: str, number: int) -> Trial:
     """The trial `number` of a study; TrialNotFound otherwise."""
+    if not 0 <= number <= MAX_TRIAL_NUMBER:  # no such row, and PostgreSQL would overflow
+        raise TrialNotFound(f"{number} of study {study_id}")
     query = select(Trial).where(Trial.study_id == study_id, Trial.number == number)
     trial = session.scalars(query.execution_options(populate_existing=True)).one_or_none()
     if trial is None:
@@ -389,13 +403,25 @@ CATEGORY_FIELDS: dict[str, Any] = {
 TIME_FIELDS: dict[str, Any] = {"started_at": Trial.started_at, "finished_at": Trial.finished_at}
 
 
-def _numeric(name: str) -> ColumnElement[Any]:
+def check_numeric(name: str, parameter: str) -> None:
+    """InvalidQuery naming `parameter` unless `name` is a numeric field or a final metric."""
+    if name in NUMERIC_FIELDS or name in FINAL_METRICS:
+        return
+    if name in CATEGORY_FIELDS or name in TIME_FIELDS:
+        hint = "a final metric or a numeric parameter"
+        raise InvalidQuery(f"{parameter}: {name!r} is not a number; use {hint}")
+    metrics = ", ".join(FINAL_METRICS)
+    params = ", ".join(n for n in NUMERIC_FIELDS if n not in FINAL_METRICS)
+    hint = f"a final metric ({metrics}) or a numeric parameter ({params})"
+    raise InvalidQuery(f"{parameter}: unknown field {name!r}; use {hint}")
+
+
+def _numeric(name: str, parameter: str) -> ColumnElement[Any]:
     """A typed column, or a final metric read from the final_metrics JSON."""
+    check_numeric(name, parameter)
     if name in NUMERIC_FIELDS:
         return cast(ColumnElement[Any], NUMERIC_FIELDS[name])
-    if name in FINAL_METRICS:
-        return Trial.final_metrics[name].as_float()
-    raise InvalidQuery(f"cannot filter or sort trials by {name!r}")
+    return Trial.final_metrics[name].as_float()
 
 
 def _filtered(
@@ -404,13 +430,13 @@ def _filtered(
     one_of: Mapping[str, Sequence[Any]],
 ) -> Select[Any]:
     for name, (low, high) in ranges.items():
-        column = _numeric(name)
+        column = _numeric(name, f"{name}_min/_max")
         query = query.where(column >= low) if low is not None else query
         query = query.where(column <= high) if high is not None else query
     for name, values in one_of.items():
         if name not in CATEGORY_FIELDS:
             raise InvalidQuery(
-                f"cannot filter trials by {name!r}; use {', '.join(CATEGORY_FIELDS)}"
+                f"{name}: cannot filter trials by it; use {', '.join(CATEGORY_FIELDS)}"
             )
         query = query.where(CATEGORY_FIELDS[name].in_(list(values)))
     return query
@@ -444,7 +470,7 @@ def list_trials(
     numbered = select(Trial.number).where(Trial.study_id == study_id)
     query = _filtered(numbered, ranges or {}, filters)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    key = TIME_FIELDS[sort_by] if sort_by in TIME_FIELDS else _numeric(sort_by)
+    key = TIME_FIELDS[sort_by] if sort_by in TIME_FIELDS else _numeric(sort_by, "sort")
     ordering = (key.is_(None), key.desc() if descending else key.asc(), Trial.number)
     # a deferred join: sort the narrow entries of ix_dl_trial_covering, then read only the
     # page's wide rows (sorting whole rows costs ~10x more on a study of 10,000 trials)
@@ -578,7 +604,7 @@ def best_trials(
     get_study(session=session, study_id=study_id)
     best: dict[str, Trial | None] = {}
     for metric, mode in objectives:
-        key = _numeric(metric)
+        key = _numeric(metric, "metric")
         number = (  # found in ix_dl_trial_covering; only the winner's row is read
             select(Trial.number)
             .where(Trial.study_id == study_id, Trial.state == "completed", key.is_not(None))
@@ -597,14 +623,20 @@ def trial_columns(
     study_id: str,
     fields: Sequence[str],
     states: Sequence[str] | None = ("completed",),
+    categories: Collection[str] = (),
 ) -> list[tuple[Any, ...]]:
     """(number, *fields) for each trial of a study in `states`, in number order.
 
     Args:
-        fields: numeric fields or final metrics (as list_trials ranges) or category fields.
+        fields: numeric fields or final metrics (as list_trials ranges); InvalidQuery for
+            any other, so a caller computing with numbers never gets text.
+        categories: those of `fields` that may also be a category field (family, ...).
     """
     get_study(session=session, study_id=study_id)
-    columns = [CATEGORY_FIELDS[f] if f in CATEGORY_FIELDS else _numeric(f) for f in fields]
+    columns = [
+        CATEGORY_FIELDS[f] if f in categories and f in CATEGORY_FIELDS else _numeric(f, f)
+        for f in fields
+    ]
     query = select(Trial.number, *columns).where(Trial.study_id == study_id)
     if states is not None:
         query = query.where(Trial.state.in_(list(states)))

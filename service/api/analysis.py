@@ -8,9 +8,10 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
 from service import export
-from service.api.common import metric_mode, objectives
+from service.api.common import MAX_NAMES, Name, StudyId, metric_mode, objectives, once_each
 from service.auth import ReadAccess
 from service.deps import SessionDep, SessionFactoryDep
+from service.errors import error_responses
 from service.schemas import BestTrial, EffectLevel, Effects, ParetoFront, ParetoPoint, TrialOut
 from studies import repository
 from studies.analysis import CONFIDENCE, FACTOR_SCALES, effects, pareto_front
@@ -18,18 +19,28 @@ from studies.errors import InvalidQuery
 
 router = APIRouter(prefix="/studies", tags=["analysis"], dependencies=[ReadAccess])
 Mode = Literal["max", "min"]
-MetricQuery = Annotated[list[str] | None, Query(description="default: the study's objectives")]
+MetricQuery = Annotated[
+    list[Name] | None, Query(max_length=MAX_NAMES, description="default: the study's objectives")
+]
+# what every route here may answer besides 200
+ERRORS = error_responses(401, 404, 422)
 
 
-@router.get("/{study_id}/best", response_model=list[BestTrial])
+@router.get(
+    "/{study_id}/best",
+    response_model=list[BestTrial],
+    responses=ERRORS,
+    dependencies=[once_each("metric")],
+)
 def best(
-    study_id: str, session: SessionDep, metric: MetricQuery = None, mode: Mode | None = None
+    study_id: StudyId, session: SessionDep, metric: MetricQuery = None, mode: Mode | None = None
 ) -> list[BestTrial]:
     """Per objective (or per `metric` asked), the best completed trial."""
     study = repository.get_study(session=session, study_id=study_id)
     wanted = objectives(study.spec)
     if metric:
-        wanted = [(m, metric_mode(m, mode, "mode")) for m in metric]
+        # one query per metric: a metric asked twice is answered once
+        wanted = [(m, metric_mode(m, mode, "metric", "mode")) for m in dict.fromkeys(metric)]
     found = repository.best_trials(session=session, study_id=study_id, objectives=wanted)
     return [
         BestTrial(
@@ -46,15 +57,22 @@ def _pareto_axes(
         return objectives(spec)
     if x is None or y is None:
         raise InvalidQuery(f"{'x' if x is None else 'y'}: give both x and y, or neither")
-    return [(x, metric_mode(x, x_mode, "x_mode")), (y, metric_mode(y, y_mode, "y_mode"))]
+    if x == y:  # one metric against itself is no trade-off (and one key of `values`)
+        raise InvalidQuery(f"y: {y!r} is x as well; give two different metrics")
+    return [
+        (x, metric_mode(x, x_mode, "x", "x_mode")),
+        (y, metric_mode(y, y_mode, "y", "y_mode")),
+    ]
 
 
-@router.get("/{study_id}/pareto", response_model=ParetoFront)
+@router.get(
+    "/{study_id}/pareto", response_model=ParetoFront, responses=ERRORS, dependencies=[once_each()]
+)
 def pareto(
-    study_id: str,
+    study_id: StudyId,
     session: SessionDep,
-    x: str | None = None,
-    y: str | None = None,
+    x: Name | None = None,
+    y: Name | None = None,
     x_mode: Mode | None = None,
     y_mode: Mode | None = None,
 ) -> ParetoFront:
@@ -80,12 +98,14 @@ def pareto(
     return ParetoFront(metrics=metrics, modes=modes, considered=len(complete), items=items)
 
 
-@router.get("/{study_id}/effects", response_model=Effects)
+@router.get(
+    "/{study_id}/effects", response_model=Effects, responses=ERRORS, dependencies=[once_each()]
+)
 def factor_effects(
-    study_id: str,
+    study_id: StudyId,
     session: SessionDep,
     factor: Literal["schedule", "family", "p", "lambda"] = "schedule",
-    metric: str = "val_acc",
+    metric: Name = "val_acc",
     buckets: Annotated[int, Query(ge=1, le=100)] = 5,
 ) -> Effects:
     """Mean, std, count and 95% t-interval of a metric per level of a factor.
@@ -93,7 +113,10 @@ def factor_effects(
     Every completed trial is one observation, so replicate seeds count separately; p is
     bucketed into `buckets` equal-width buckets over its range, λ likewise in log space.
     """
-    rows = repository.trial_columns(session=session, study_id=study_id, fields=[factor, metric])
+    repository.check_numeric(metric, "metric")
+    rows = repository.trial_columns(
+        session=session, study_id=study_id, fields=[factor, metric], categories=[factor]
+    )
     scale = FACTOR_SCALES[factor]
     levels = effects([r[1] for r in rows], [r[2] for r in rows], scale=scale, buckets=buckets)
     return Effects(
@@ -111,9 +134,14 @@ def factor_effects(
 MEDIA_TYPES = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet"}
 
 
-@router.get("/{study_id}/export", response_class=StreamingResponse)
+@router.get(
+    "/{study_id}/export",
+    response_class=StreamingResponse,
+    responses=ERRORS,
+    dependencies=[once_each()],
+)
 def export_study(
-    study_id: str,
+    study_id: StudyId,
     session: SessionDep,
     sessions: SessionFactoryDep,
     format: Literal["csv", "parquet"] = "csv",

@@ -1,9 +1,13 @@
-"""What several routers read from a stored study: its objectives, budget and progress."""
+"""What several routers share: bounded parameters, and what they read from a stored study
+(its objectives, budget and progress)."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections import Counter
+from typing import Annotated, Any
 
+from fastapi import Depends, Path, Query, Request
+from pydantic import StringConstraints
 from sqlalchemy.orm import Session
 
 from service.schemas import BestValue, Progress, StudyDetail, StudyOut
@@ -11,6 +15,39 @@ from studies import repository
 from studies.catalog import FINAL_METRICS
 from studies.db import FINISHED_TRIAL_STATES, Study
 from studies.errors import InvalidQuery
+
+# bounded parameters: a value out of bounds is a 422 naming it, never an overflow in the database
+StudyId = Annotated[
+    str,
+    Path(pattern=repository.STUDY_ID_PATTERN, description="the id POST /studies returned"),
+]
+TrialNumber = Annotated[int, Path(ge=0, le=repository.MAX_TRIAL_NUMBER)]
+Limit = Annotated[int, Query(ge=1, le=repository.MAX_PAGE)]
+Offset = Annotated[int, Query(ge=0, le=repository.MAX_OFFSET)]
+# a field or metric name: printable (PostgreSQL refuses a NUL) and as long as dl_metric.name
+NAME_LENGTH = 64
+Name = Annotated[
+    str, StringConstraints(min_length=1, max_length=NAME_LENGTH, pattern=r"^[^\x00-\x1f\x7f]+$")
+]
+# names a list parameter may repeat: each is one query (a metric of /best) or one bind
+# parameter, so a URL of thousands would cost thousands
+MAX_NAMES = 32
+
+
+def once_each(*lists: str) -> Any:
+    """A route dependency: a 422 naming any query parameter given twice, except `lists`.
+
+    FastAPI would keep the last of `limit=1&limit=2` and drop the first without a word.
+    """
+
+    def check(request: Request) -> None:
+        counts = Counter(key for key, _ in request.query_params.multi_items())
+        repeated = sorted(key for key, n in counts.items() if n > 1 and key not in lists)
+        if repeated:
+            name = repeated[0]
+            raise InvalidQuery(f"{name}: given {counts[name]} times; give it once")
+
+    return Depends(check)
 
 
 def objectives(spec: dict[str, Any]) -> list[tuple[str, str]]:
@@ -23,13 +60,19 @@ def budget(spec: dict[str, Any]) -> int:
     return int(spec["search"]["n_trials"]) * int(spec.get("seeds", 1))
 
 
-def metric_mode(metric: str, mode: str | None, parameter: str) -> str:
-    """An explicit mode, else the metric's natural direction; InvalidQuery when it has none."""
+def metric_mode(metric: str, mode: str | None, parameter: str, mode_parameter: str) -> str:
+    """An explicit mode, else the metric's natural direction; InvalidQuery when it has none.
+
+    Args:
+        parameter, mode_parameter: the query parameters of the metric and of its mode, which
+            an InvalidQuery names.
+    """
+    repository.check_numeric(metric, parameter)
     if mode is not None:
         return mode
     natural = FINAL_METRICS.get(metric)
     if natural is None:
-        raise InvalidQuery(f"{parameter}: {metric!r} has no natural direction; give one")
+        raise InvalidQuery(f"{mode_parameter}: {metric!r} has no natural direction; give one")
     return natural
 
 

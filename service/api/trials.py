@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
 
+from service.api.common import (
+    MAX_NAMES,
+    Limit,
+    Name,
+    Offset,
+    StudyId,
+    TrialNumber,
+    once_each,
+)
 from service.auth import ReadAccess
 from service.deps import SessionDep
+from service.errors import error_responses
 from service.schemas import MetricPoint, TrialDetail, TrialOut, TrialPage
 from studies import repository
+from studies.catalog import DECAY_SCHEDULES, FAMILIES
 from studies.db import TRIAL_STATES
 from studies.errors import InvalidQuery
 
@@ -21,6 +32,8 @@ RANGE_SUFFIXES = {"_min": 0, "_max": 1}
 # query names for the spec's parameter names that are python keywords
 RANGE_ALIASES = {"lam": "lambda"}
 FloatQuery = Annotated[float | None, Query()]
+# what every route here may answer besides 200
+ERRORS = error_responses(401, 404, 422)
 
 
 def ranges_from_query(params: Mapping[str, str]) -> dict[str, tuple[float | None, float | None]]:
@@ -32,22 +45,36 @@ def ranges_from_query(params: Mapping[str, str]) -> dict[str, tuple[float | None
     ranges: dict[str, list[float | None]] = {}
     for key, text in params.items():
         suffix = key[-4:]
-        if suffix not in RANGE_SUFFIXES or len(key) <= 4:
+        if suffix not in RANGE_SUFFIXES:
             continue
+        field = RANGE_ALIASES.get(key[:-4], key[:-4])
+        repository.check_numeric(field, key)  # a 422 naming the key, `_min` alone included
         try:
             value = float(text)
         except ValueError:
             raise InvalidQuery(f"{key} must be a number, got {text!r}") from None
         if not math.isfinite(value):
             raise InvalidQuery(f"{key} must be finite, got {text!r}")
-        field = RANGE_ALIASES.get(key[:-4], key[:-4])
         ranges.setdefault(field, [None, None])[RANGE_SUFFIXES[suffix]] = value
     return {field: (low, high) for field, (low, high) in ranges.items()}
 
 
-@router.get("/{study_id}/trials", response_model=TrialPage)
+def known_values(parameter: str, values: list[str] | None, choices: Sequence[str]) -> list[str]:
+    """The distinct values of a list parameter; a 422 naming it for one no trial can have."""
+    unknown = sorted(set(values or []) - set(choices))
+    if unknown:
+        raise InvalidQuery(f"{parameter}: unknown {unknown}; choose from {', '.join(choices)}")
+    return sorted(set(values or []))
+
+
+@router.get(
+    "/{study_id}/trials",
+    response_model=TrialPage,
+    responses=ERRORS,
+    dependencies=[once_each("state", "family", "schedule")],
+)
 def list_trials(
-    study_id: str,
+    study_id: StudyId,
     request: Request,
     session: SessionDep,
     state: Annotated[list[str] | None, Query()] = None,
@@ -59,10 +86,10 @@ def list_trials(
     lam_max: FloatQuery = None,
     lr_min: FloatQuery = None,
     lr_max: FloatQuery = None,
-    sort: str = "number",
+    sort: Name = "number",
     order: Literal["asc", "desc"] = "asc",
-    limit: Annotated[int, Query(ge=1, le=repository.MAX_PAGE)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = 50,
+    offset: Offset = 0,
 ) -> TrialPage:
     """A page of trials: filter by state, family, schedule and ranges, sort by any metric.
 
@@ -70,14 +97,15 @@ def list_trials(
     final metric, e.g. `val_acc_min=0.9`. Trials missing the sort key come last.
     """
     # p_min ... lr_max are declared for the docs; every range is read from the query string
-    unknown = sorted(set(state or []) - set(TRIAL_STATES))
-    if unknown:
-        raise InvalidQuery(f"state: unknown {unknown}; choose from {', '.join(TRIAL_STATES)}")
-    one_of = {name: values for name, values in (("family", family), ("schedule", schedule))}
+    states = known_values("state", state, TRIAL_STATES)
+    one_of = {
+        "family": known_values("family", family, FAMILIES),
+        "schedule": known_values("schedule", schedule, DECAY_SCHEDULES),
+    }
     page = repository.list_trials(
         session=session,
         study_id=study_id,
-        states=state,
+        states=states or None,
         ranges=ranges_from_query(request.query_params),
         one_of={name: values for name, values in one_of.items() if values},
         sort_by=sort,
@@ -88,20 +116,32 @@ def list_trials(
     return TrialPage(total=page.total, items=[TrialOut.model_validate(t) for t in page.items])
 
 
-@router.get("/{study_id}/trials/{number}", response_model=TrialDetail)
-def get_trial(study_id: str, number: int, session: SessionDep) -> TrialDetail:
+@router.get(
+    "/{study_id}/trials/{number}",
+    response_model=TrialDetail,
+    responses=ERRORS,
+)
+def get_trial(study_id: StudyId, number: TrialNumber, session: SessionDep) -> TrialDetail:
     """One trial with its resolved config and provenance."""
     repository.get_study(session=session, study_id=study_id)
     trial = repository.get_trial(session=session, study_id=study_id, number=number)
     return TrialDetail.model_validate(trial)
 
 
-@router.get("/{study_id}/trials/{number}/metrics", response_model=dict[str, list[MetricPoint]])
+@router.get(
+    "/{study_id}/trials/{number}/metrics",
+    response_model=dict[str, list[MetricPoint]],
+    responses=ERRORS,
+    dependencies=[once_each("name")],
+)
 def trial_curves(
-    study_id: str,
-    number: int,
+    study_id: StudyId,
+    number: TrialNumber,
     session: SessionDep,
-    name: Annotated[list[str] | None, Query(description="metric names; all when absent")] = None,
+    name: Annotated[
+        list[Name] | None,
+        Query(max_length=MAX_NAMES, description="metric names; all when absent"),
+    ] = None,
 ) -> dict[str, list[MetricPoint]]:
     """A trial's metrics over epochs: {name: [{epoch, value}]}; a name it never reported: []."""
     repository.get_study(session=session, study_id=study_id)
