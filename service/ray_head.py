@@ -1,5 +1,9 @@
 """The embedded default's Ray head: started and stopped by the service, loopback only.
 
+Every socket of the head listens on 127.0.0.1: the Jobs API and the Ray Client server run any code
+they are sent, and the head runs without Ray's token auth (`ray_environment`), so nothing but
+this machine's processes may reach them.
+
 `ray start --head --block` runs in its own session so that the whole head (GCS, raylet,
 dashboard, job server) is stopped by one signal to its process group; `ray stop` would kill every
 Ray process of the machine, including other people's.
@@ -15,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +27,7 @@ from pathlib import Path
 from studies.settings import ray_environment
 
 log = logging.getLogger("decaylab.ray")
+LOOPBACK = "127.0.0.1"
 
 
 def free_port() -> int:
@@ -39,6 +45,10 @@ class LocalRayHead:
     dashboard_port: int = 8265
     num_cpus: int | None = None
     gcs_port: int = field(default_factory=free_port)
+    # Ray 2.60 turns a joining node's loopback --address into the machine's address, so no other
+    # node can join a loopback-only head, not even one on this machine: False lets them (and the
+    # network) reach its GCS, raylet and workers on every interface
+    loopback_only: bool = True
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -52,17 +62,26 @@ class LocalRayHead:
         return f"http://127.0.0.1:{self.dashboard_port}"
 
     def command(self) -> list[str]:
-        """The `ray start` command line, every port chosen free."""
+        """The `ray start` command line: loopback only (by default), every port chosen free."""
         ray = str(Path(sys.executable).with_name("ray"))
         command = [
             ray, "start", "--head", "--block", "--disable-usage-stats",
             f"--port={self.gcs_port}",
-            "--dashboard-host=127.0.0.1",
+            f"--dashboard-host={LOOPBACK}",
             f"--dashboard-port={self.dashboard_port}",
             f"--ray-client-server-port={free_port()}",
             f"--dashboard-agent-listen-port={free_port()}",
+            f"--dashboard-agent-grpc-port={free_port()}",
+            f"--runtime-env-agent-port={free_port()}",
+            f"--metrics-export-port={free_port()}",
+            f"--node-manager-port={free_port()}",
+            f"--object-manager-port={free_port()}",
             f"--temp-dir={self._temp_dir()}",
         ]  # fmt: skip
+        if self.loopback_only:
+            # a node whose IP is loopback binds every server to loopback: the GCS, the raylet's
+            # node and object managers, every worker, the client server, the agents, metrics
+            command.append(f"--node-ip-address={LOOPBACK}")
         if self.num_cpus is not None:
             command.append(f"--num-cpus={self.num_cpus}")
         return command
@@ -86,7 +105,7 @@ class LocalRayHead:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             self.command(),
-            env={**os.environ, **ray_environment(self.home)},
+            env=self.environment(),
             stdout=log_path.open("ab"),
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -99,10 +118,31 @@ class LocalRayHead:
             time.sleep(0.5)
         log.info("local Ray head up, dashboard at %s", self.dashboard_url)
 
+    def environment(self) -> dict[str, str]:
+        """The head's environment: this process's, with `ray_environment` and free metrics ports.
+
+        The dashboard and the autoscaler export metrics on fixed default ports (44227, 44217):
+        free ones let several heads share a machine.
+        """
+        environment = {
+            **os.environ,
+            **ray_environment(self.home),
+            "DASHBOARD_METRIC_PORT": str(free_port()),
+            "AUTOSCALER_METRIC_PORT": str(free_port()),
+        }
+        if self.loopback_only:
+            # Ray replaces a loopback --node-ip-address with the machine's address, except in a
+            # single-node "cluster" as on Windows and macOS: this keeps 127.0.0.1, in the head
+            # and in every process it starts (job drivers connect to it by that address)
+            environment["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+        return environment
+
     def _answers(self) -> bool:
         try:
             with urllib.request.urlopen(f"{self.dashboard_url}/api/version", timeout=2):
                 return True
+        except urllib.error.HTTPError:
+            return True  # it answers, if only to refuse (a head with token auth: 401)
         except OSError:
             return False
 

@@ -9,6 +9,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from ray.job_submission import JobSubmissionClient
+from sqlalchemy.engine import make_url
 
 from studies.settings import Settings
 
@@ -19,7 +20,12 @@ STOP_GRACE_S = 30
 
 @dataclass
 class RayJobLauncher:
-    """Submits `python -m workers.run <study_id>` to the Ray Jobs API at `address`."""
+    """Submits `python -m workers.run <study_id>` to the Ray Jobs API at `address`.
+
+    A cluster with Ray's token auth needs RAY_AUTH_MODE=token and the token (RAY_AUTH_TOKEN,
+    RAY_AUTH_TOKEN_PATH, or ~/.ray/auth_token) in this process's environment when it starts:
+    Ray's client then sends `Authorization: Bearer <token>` with every request by itself.
+    """
 
     address: str
     settings: Settings
@@ -36,7 +42,7 @@ class RayJobLauncher:
         """What the driver needs to find the same database and data as this service."""
         settings = self.settings
         return {
-            "DECAYLAB_DATABASE_URL": settings.resolved_database_url(),
+            **database_env(settings),
             "DECAYLAB_HOME": str(settings.home.resolve()),
             "DECAYLAB_DATA_DIR": str(settings.data_dir.resolve()),
             "DECAYLAB_DOWNLOAD": "1" if settings.download else "0",
@@ -69,3 +75,28 @@ class RayJobLauncher:
             return str(self.client.get_job_status(ray_job_id).value)
         except RuntimeError:  # the Jobs API answers 404 for a job it never saw
             return None
+
+    def nodes(self) -> list[dict[str, float]] | None:
+        """The total resources of each live node, from Ray's state API; None when it fails."""
+        from ray.util.state import list_nodes
+
+        try:
+            found = list_nodes(address=self.address, timeout=10, raise_on_missing_output=False)
+        except Exception as error:  # an old or unreachable dashboard: the configured limits apply
+            log.warning("cannot list the Ray cluster's nodes: %s", error)
+            return None
+        return [dict(node.resources_total) for node in found if node.state == "ALIVE"]
+
+
+def database_env(settings: Settings) -> dict[str, str]:
+    """How a study's driver finds the service's database, told through the Jobs API.
+
+    The Jobs API shows every job's environment to whoever asks (`GET /api/jobs/`), so a URL
+    with a password never goes there: the driver reads it from its node's own environment
+    (DECAYLAB_DATABASE_URL or DECAYLAB_DATABASE_URL_FILE) and checks it against the URL less its
+    password. A URL without one (SQLite, trust or certificate auth) is sent as it is.
+    """
+    url, public = settings.resolved_database_url(), settings.public_database_url()
+    if public == make_url(url).render_as_string(hide_password=False):
+        return {"DECAYLAB_DATABASE_URL": url}
+    return {"DECAYLAB_EXPECTED_DATABASE_URL": public}

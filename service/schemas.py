@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -87,13 +87,27 @@ class TrialOut(_Out):
     started_at: datetime
     finished_at: datetime | None
 
+    @classmethod
+    def shown(cls, trial: Any, *, key_holder: bool) -> Self:
+        """The trial as this caller may see it: tracebacks and provenance (paths, versions)
+        only with the API key."""
+        out = cls.model_validate(trial)
+        if key_holder:
+            return out
+        hidden: dict[str, Any] = {
+            name: None for name in ("error", "provenance") if name in cls.model_fields
+        }
+        return out.model_copy(update=hidden)
+
 
 class TrialDetail(TrialOut):
     """One trial with its resolved config, the versions of the code that trained it, and the
     histogram of its final decayed weights (None until its last epoch)."""
 
     config: dict[str, Any]
-    provenance: dict[str, Any]
+    provenance: dict[str, Any] | None = Field(
+        description="library versions and revision that trained it; null without the API key"
+    )
     weight_histogram: dict[str, Any] | None = Field(
         default=None,
         description="log10|w| of the decayed weights after the last epoch: `edges` (decades), "

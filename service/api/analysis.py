@@ -9,7 +9,7 @@ from fastapi.responses import StreamingResponse
 
 from service import export
 from service.api.common import MAX_NAMES, Name, StudyId, metric_mode, objectives, once_each
-from service.auth import ReadAccess
+from service.auth import KeyHolder, ReadAccess
 from service.deps import SessionDep, SessionFactoryDep
 from service.errors import error_responses
 from service.schemas import BestTrial, EffectLevel, Effects, ParetoFront, ParetoPoint, TrialOut
@@ -33,7 +33,11 @@ ERRORS = error_responses(401, 404, 422)
     dependencies=[once_each("metric")],
 )
 def best(
-    study_id: StudyId, session: SessionDep, metric: MetricQuery = None, mode: Mode | None = None
+    study_id: StudyId,
+    session: SessionDep,
+    key_holder: KeyHolder,
+    metric: MetricQuery = None,
+    mode: Mode | None = None,
 ) -> list[BestTrial]:
     """Per objective (or per `metric` asked), the best completed trial."""
     study = repository.get_study(session=session, study_id=study_id)
@@ -44,7 +48,9 @@ def best(
     found = repository.best_trials(session=session, study_id=study_id, objectives=wanted)
     return [
         BestTrial(
-            metric=m, mode=d, trial=None if found[m] is None else TrialOut.model_validate(found[m])
+            metric=m,
+            mode=d,
+            trial=None if found[m] is None else TrialOut.shown(found[m], key_holder=key_holder),
         )
         for m, d in wanted
     ]
@@ -71,6 +77,7 @@ def _pareto_axes(
 def pareto(
     study_id: StudyId,
     session: SessionDep,
+    key_holder: KeyHolder,
     x: Name | None = None,
     y: Name | None = None,
     x_mode: Mode | None = None,
@@ -91,7 +98,7 @@ def pareto(
     items = [
         ParetoPoint(
             values=dict(zip(metrics, row[1:], strict=True)),
-            trial=TrialOut.model_validate(by_number[row[0]]),
+            trial=TrialOut.shown(by_number[row[0]], key_holder=key_holder),
         )
         for row in front
     ]

@@ -82,6 +82,7 @@ def _submit(session: Session, launcher: Launcher, study_id: str, *, resume: bool
     "",
     status_code=201,
     response_model=StudyOut,
+    responses=error_responses(401, 413, 415, 422, 503),
     dependencies=[WriteAccess, WriteMedia],
     openapi_extra={"requestBody": SPEC_BODY},
 )
@@ -163,7 +164,12 @@ def resume_study(study_id: StudyId, session: SessionDep, launcher: LauncherDep) 
     return StudyOut.model_validate(repository.get_study(session=session, study_id=study_id))
 
 
-@router.delete("/{study_id}", status_code=204, dependencies=[WriteAccess])
+@router.delete(
+    "/{study_id}",
+    status_code=204,
+    responses=error_responses(401, 404, 409, 422),
+    dependencies=[WriteAccess],
+)
 def delete_study(study_id: StudyId, session: SessionDep, settings: SettingsDep) -> Response:
     """Delete a study, its trials, metrics and Optuna study; a queued or running one: 409."""
     study = repository.get_study(session=session, study_id=study_id)

@@ -17,7 +17,7 @@ from service.api.common import (
     TrialNumber,
     once_each,
 )
-from service.auth import ReadAccess
+from service.auth import KeyHolder, ReadAccess
 from service.deps import SessionDep
 from service.errors import error_responses
 from service.schemas import MetricPoint, TrialDetail, TrialOut, TrialPage
@@ -77,6 +77,7 @@ def list_trials(
     study_id: StudyId,
     request: Request,
     session: SessionDep,
+    key_holder: KeyHolder,
     state: Annotated[list[str] | None, Query()] = None,
     family: Annotated[list[str] | None, Query()] = None,
     schedule: Annotated[list[str] | None, Query()] = None,
@@ -113,7 +114,8 @@ def list_trials(
         limit=limit,
         offset=offset,
     )
-    return TrialPage(total=page.total, items=[TrialOut.model_validate(t) for t in page.items])
+    items = [TrialOut.shown(t, key_holder=key_holder) for t in page.items]
+    return TrialPage(total=page.total, items=items)
 
 
 @router.get(
@@ -121,11 +123,13 @@ def list_trials(
     response_model=TrialDetail,
     responses=ERRORS,
 )
-def get_trial(study_id: StudyId, number: TrialNumber, session: SessionDep) -> TrialDetail:
+def get_trial(
+    study_id: StudyId, number: TrialNumber, session: SessionDep, key_holder: KeyHolder
+) -> TrialDetail:
     """One trial with its resolved config and provenance."""
     repository.get_study(session=session, study_id=study_id)
     trial = repository.get_trial(session=session, study_id=study_id, number=number)
-    return TrialDetail.model_validate(trial)
+    return TrialDetail.shown(trial, key_holder=key_holder)
 
 
 @router.get(
