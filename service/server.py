@@ -26,6 +26,7 @@ from studies import repository
 from studies.db import Study
 from studies.migrations import create_optuna_tables, upgrade
 from studies.settings import Settings
+from studies.states import ACTIVE_STUDY_STATES, StudyState
 
 log = logging.getLogger("decaylab.server")
 RECONCILE_EVERY_S = 5.0
@@ -39,7 +40,7 @@ def reconcile(sessions: sessionmaker[Session], launcher: Launcher, *, resume_los
     job's status, so that no study stays `running` with nothing behind it.
     """
     with sessions() as session:
-        for status in ("queued", "running"):
+        for status in ACTIVE_STUDY_STATES:
             for study in repository.list_studies(session=session, status=status, limit=500).items:
                 _reconcile_one(session, launcher, study, resume_lost=resume_lost)
 
@@ -53,7 +54,7 @@ def _reconcile_one(
     if job_status is not None and job_status not in ENDED_JOB_STATUSES:
         return
     session.refresh(study)  # the driver may have recorded its end meanwhile
-    if study.status not in ("queued", "running"):
+    if study.status not in ACTIVE_STUDY_STATES:
         return
     if resume_lost:
         job_id = launcher.submit(study.id, resume=True)
@@ -63,7 +64,7 @@ def _reconcile_one(
         repository.set_study_status(
             session=session,
             study_id=study.id,
-            status="failed",
+            status=StudyState.FAILED,
             error=f"its Ray job {study.ray_job_id} ended ({job_status or 'unknown'}) without the "
             "driver recording an end; resume it to go on",
         )

@@ -36,9 +36,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
-STUDY_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
-TRIAL_STATES = ("running", "completed", "pruned", "failed", "diverged", "cancelled")
-FINISHED_TRIAL_STATES = TRIAL_STATES[1:]
+from studies.states import StudyState, TrialState
+
 # final metrics kept as typed columns of dl_trial (all of them are also in final_metrics JSON)
 FINAL_METRIC_COLUMNS = (
     "val_acc",
@@ -92,7 +91,7 @@ def new_study_id() -> str:
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+    return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
 
 
 class Base(DeclarativeBase):
@@ -113,14 +112,14 @@ class Study(Base):
 
     __tablename__ = "dl_study"
     __table_args__ = (
-        CheckConstraint(_one_of("status", STUDY_STATUSES), name="ck_dl_study_status"),
+        CheckConstraint(_one_of("status", tuple(StudyState)), name="ck_dl_study_status"),
         UniqueConstraint("optuna_study_name", name="uq_dl_study_optuna_study_name"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_study_id)
     name: Mapped[str] = mapped_column(String(200), index=True)
     spec: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
-    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    status: Mapped[str] = mapped_column(String(16), default=StudyState.QUEUED.value, index=True)
     ray_job_id: Mapped[str | None] = mapped_column(String(200))
     optuna_study_name: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -141,7 +140,7 @@ class Trial(Base):
     __table_args__ = (
         UniqueConstraint("study_id", "number", name="uq_dl_trial_study_number"),
         UniqueConstraint("study_id", "tune_trial_id", name="uq_dl_trial_study_tune_trial"),
-        CheckConstraint(_one_of("state", TRIAL_STATES), name="ck_dl_trial_state"),
+        CheckConstraint(_one_of("state", tuple(TrialState)), name="ck_dl_trial_state"),
         Index("ix_dl_trial_study_state", "study_id", "state"),
         Index("ix_dl_trial_study_config", "study_id", "config_id"),
         Index("ix_dl_trial_covering", "study_id", "state", "number", *COVERED_TRIAL_COLUMNS),
@@ -154,7 +153,7 @@ class Trial(Base):
     tune_trial_id: Mapped[str | None] = mapped_column(String(64))
     replicate: Mapped[int] = mapped_column(Integer, default=0)
     config_id: Mapped[int | None] = mapped_column(Integer)
-    state: Mapped[str] = mapped_column(String(16), default="running")
+    state: Mapped[str] = mapped_column(String(16), default=TrialState.RUNNING.value)
     # the core parameters, typed so that SQL can filter and group on them
     family: Mapped[str | None] = mapped_column(String(32))
     p: Mapped[float | None] = mapped_column(Float)

@@ -33,8 +33,6 @@ from sqlalchemy.orm import Session
 from studies.catalog import FAMILIES_WITH_LAMBDA, FAMILIES_WITH_P, FINAL_METRICS
 from studies.db import (
     FINAL_METRIC_COLUMNS,
-    FINISHED_TRIAL_STATES,
-    STUDY_STATUSES,
     Metric,
     Study,
     Trial,
@@ -44,17 +42,14 @@ from studies.db import (
 )
 from studies.errors import InvalidQuery, InvalidTransition, StudyNotFound, TrialNotFound
 from studies.spec import StudySpec
+from studies.states import (
+    FINISHED_TRIAL_STATES,
+    TERMINAL_STUDY_STATES,
+    StudyState,
+    TrialState,
+    can_move,
+)
 
-# where a study may go from each status; `running -> queued` and `failed|cancelled -> queued`
-# are resumes, a repeated status is a no-op
-STUDY_TRANSITIONS: dict[str, frozenset[str]] = {
-    "queued": frozenset({"running", "cancelled", "failed"}),
-    "running": frozenset({"succeeded", "failed", "cancelled", "queued"}),
-    "failed": frozenset({"queued", "running"}),
-    "cancelled": frozenset({"queued", "running"}),
-    "succeeded": frozenset(),
-}
-TERMINAL_STUDY_STATUSES = ("succeeded", "failed", "cancelled")
 MAX_PAGE = 1000
 # SQL's OFFSET is a 64-bit integer on both backends: a larger one is an overflow, not a page
 MAX_OFFSET = 2**63 - 1
@@ -112,7 +107,7 @@ def create_study(*, session: Session, spec: StudySpec) -> Study:
         id=study_id,
         name=spec.name,
         spec=spec.to_json_dict(),
-        status="queued",
+        status=StudyState.QUEUED.value,
         optuna_study_name=f"decaylab-{study_id}",
     )
     session.add(study)
@@ -137,8 +132,8 @@ def list_studies(
     _check_page(limit, offset)
     query = select(Study)
     if status is not None:
-        if status not in STUDY_STATUSES:
-            choices = ", ".join(STUDY_STATUSES)
+        if status not in tuple(StudyState):
+            choices = ", ".join(StudyState)
             raise InvalidQuery(f"status: unknown {status!r}; choose one of {choices}")
         query = query.where(Study.status == status)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
@@ -156,21 +151,21 @@ def set_study_status(
 ) -> Study:
     """Move a study to `status` (InvalidTransition when STUDY_TRANSITIONS forbids it)."""
     study = get_study(session=session, study_id=study_id, for_update=True)
-    if status not in STUDY_STATUSES:
+    if status not in tuple(StudyState):
         raise InvalidTransition(f"unknown study status {status!r}")
-    if status != study.status and status not in STUDY_TRANSITIONS[study.status]:
+    if not can_move(study.status, status):
         raise InvalidTransition(f"study {study_id} cannot go from {study.status} to {status}")
     now = utcnow()
-    if status in TERMINAL_STUDY_STATUSES:
+    if status in TERMINAL_STUDY_STATES:
         study.finished_at = study.finished_at if status == study.status else now
         study.error = error if error is not None else study.error
     else:  # queued or running again: a resume clears what the last run left
         study.finished_at, study.error = None, None
-        if status == "running" and study.started_at is None:
+        if status == StudyState.RUNNING and study.started_at is None:
             study.started_at = now
     if ray_job_id is not None:
         study.ray_job_id = ray_job_id
-    study.status = status
+    study.status = str(status)
     session.flush()
     return study
 
@@ -178,7 +173,7 @@ def set_study_status(
 def delete_study(*, session: Session, study_id: str) -> None:
     """Delete a study with its trials and metrics; a running study must be cancelled first."""
     study = get_study(session=session, study_id=study_id, for_update=True)
-    if study.status == "running":
+    if study.status == StudyState.RUNNING:
         raise InvalidTransition(f"study {study_id} is running: cancel it before deleting it")
     trial_ids = select(Trial.id).where(Trial.study_id == study_id).scalar_subquery()
     # explicit deletes rather than ON DELETE CASCADE alone: correct even on an engine that
@@ -249,7 +244,7 @@ def start_trial(
         "optuna_trial_number": optuna_trial_number,
         "replicate": replicate,
         "config_id": config_id,
-        "state": "running",
+        "state": TrialState.RUNNING.value,
         "params": dict(params or {}),
         "config": dict(config),
         "node": node,
@@ -330,7 +325,7 @@ def finish_trial(
     trial = session.get(Trial, trial_id, with_for_update=True, populate_existing=True)
     if trial is None:
         raise TrialNotFound(trial_id)
-    if trial.state != "running":
+    if trial.state != TrialState.RUNNING:
         if trial.state == state:
             return trial
         raise InvalidTransition(f"trial {trial_id} is {trial.state}, it cannot become {state}")
@@ -342,7 +337,7 @@ def finish_trial(
     val_acc = metrics.get("val_acc")
     if val_acc is not None and (trial.best_val_acc is None or val_acc > trial.best_val_acc):
         trial.best_val_acc = val_acc
-    trial.state, trial.error, trial.diverged_epoch = state, error, diverged_epoch
+    trial.state, trial.error, trial.diverged_epoch = str(state), error, diverged_epoch
     trial.finished_at = finished_at or utcnow()
     session.flush()
     return trial
@@ -356,8 +351,8 @@ def mark_running_trials(
         raise InvalidTransition(f"{state!r} is not a finished trial state {FINISHED_TRIAL_STATES}")
     result = session.execute(
         update(Trial)
-        .where(Trial.study_id == study_id, Trial.state == "running")
-        .values(state=state, error=error, finished_at=utcnow()),
+        .where(Trial.study_id == study_id, Trial.state == TrialState.RUNNING)
+        .values(state=str(state), error=error, finished_at=utcnow()),
         execution_options={"synchronize_session": False},
     )
     session.expire_all()
@@ -369,7 +364,7 @@ def count_trials_by_state(*, session: Session, study_id: str) -> dict[str, int]:
     rows = session.execute(
         select(Trial.state, func.count()).where(Trial.study_id == study_id).group_by(Trial.state)
     )
-    counts = dict.fromkeys(("running", *FINISHED_TRIAL_STATES), 0)
+    counts = {str(state): 0 for state in TrialState}
     counts.update({state: count for state, count in rows})
     return counts
 
@@ -607,7 +602,9 @@ def best_trials(
         key = _numeric(metric, "metric")
         number = (  # found in ix_dl_trial_covering; only the winner's row is read
             select(Trial.number)
-            .where(Trial.study_id == study_id, Trial.state == "completed", key.is_not(None))
+            .where(
+                Trial.study_id == study_id, Trial.state == TrialState.COMPLETED, key.is_not(None)
+            )
             .order_by(key.desc() if mode == "max" else key.asc(), Trial.number)
             .limit(1)
             .scalar_subquery()
@@ -622,7 +619,7 @@ def trial_columns(
     session: Session,
     study_id: str,
     fields: Sequence[str],
-    states: Sequence[str] | None = ("completed",),
+    states: Sequence[str] | None = (TrialState.COMPLETED,),
     categories: Collection[str] = (),
 ) -> list[tuple[Any, ...]]:
     """(number, *fields) for each trial of a study in `states`, in number order.

@@ -13,8 +13,9 @@ from sqlalchemy.orm import Session
 from service.schemas import BestValue, Progress, StudyDetail, StudyOut
 from studies import repository
 from studies.catalog import FINAL_METRICS
-from studies.db import FINISHED_TRIAL_STATES, Study
+from studies.db import Study
 from studies.errors import InvalidQuery
+from studies.states import FINISHED_TRIAL_STATES
 
 # bounded parameters: a value out of bounds is a 422 naming it, never an overflow in the database
 StudyId = Annotated[

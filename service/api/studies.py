@@ -17,6 +17,7 @@ from service.schemas import StudyDetail, StudyOut, StudyPage, StudySummary
 from studies import policy, repository
 from studies.errors import InvalidSpec, InvalidTransition
 from studies.spec import StudySpec, parse_spec_json, parse_spec_text, validate_spec
+from studies.states import ACTIVE_STUDY_STATES, StudyState
 
 router = APIRouter(prefix="/studies", tags=["studies"], dependencies=[ReadAccess])
 
@@ -70,7 +71,7 @@ def _submit(session: Session, launcher: Launcher, study_id: str, *, resume: bool
     except Exception as error:
         message = f"submitting the study's Ray job failed: {error}"
         repository.set_study_status(
-            session=session, study_id=study_id, status="failed", error=message
+            session=session, study_id=study_id, status=StudyState.FAILED, error=message
         )
         session.commit()
         raise LaunchFailed(message) from error
@@ -129,7 +130,7 @@ def get_study(study_id: StudyId, session: SessionDep) -> StudyDetail:
 def cancel_study(study_id: StudyId, session: SessionDep, launcher: LauncherDep) -> StudyOut:
     """Stop a queued or running study's job and mark it cancelled (409 otherwise)."""
     study = repository.get_study(session=session, study_id=study_id)
-    if study.status not in ("queued", "running"):
+    if study.status not in ACTIVE_STUDY_STATES:
         raise InvalidTransition(f"study {study_id} is {study.status}: nothing to cancel")
     session.commit()  # hold no lock while Ray stops the job (its driver writes the study too)
     if study.ray_job_id is not None:
@@ -137,15 +138,19 @@ def cancel_study(study_id: StudyId, session: SessionDep, launcher: LauncherDep) 
             launcher.stop(study.ray_job_id)
         except Exception as error:
             raise LaunchFailed(f"stopping the Ray job failed: {error}") from error
-    study = repository.set_study_status(session=session, study_id=study_id, status="cancelled")
+    study = repository.set_study_status(
+        session=session, study_id=study_id, status=StudyState.CANCELLED
+    )
     session.commit()
     return StudyOut.model_validate(study)
 
 
 def _resumable(study_status: str, job_status: str | None) -> bool:
-    if study_status in ("failed", "cancelled"):
+    if study_status in (StudyState.FAILED, StudyState.CANCELLED):
         return True
-    return study_status == "running" and (job_status is None or job_status in ENDED_JOB_STATUSES)
+    return study_status == StudyState.RUNNING and (
+        job_status is None or job_status in ENDED_JOB_STATUSES
+    )
 
 
 @router.post("/{study_id}/resume", response_model=StudyOut, dependencies=[WriteAccess, WriteMedia])
@@ -153,12 +158,12 @@ def resume_study(study_id: StudyId, session: SessionDep, launcher: LauncherDep) 
     """Submit a new job with --resume for a failed, cancelled or orphaned running study."""
     study = repository.get_study(session=session, study_id=study_id)
     job_status = None
-    if study.status == "running" and study.ray_job_id is not None:
+    if study.status == StudyState.RUNNING and study.ray_job_id is not None:
         job_status = launcher.status(study.ray_job_id)
     if not _resumable(study.status, job_status):
-        reason = f"its job is {job_status}" if study.status == "running" else study.status
+        reason = f"its job is {job_status}" if study.status == StudyState.RUNNING else study.status
         raise InvalidTransition(f"study {study_id} cannot be resumed: {reason}")
-    repository.set_study_status(session=session, study_id=study_id, status="queued")
+    repository.set_study_status(session=session, study_id=study_id, status=StudyState.QUEUED)
     session.commit()
     _submit(session, launcher, study_id, resume=True)
     return StudyOut.model_validate(repository.get_study(session=session, study_id=study_id))
@@ -173,7 +178,7 @@ def resume_study(study_id: StudyId, session: SessionDep, launcher: LauncherDep) 
 def delete_study(study_id: StudyId, session: SessionDep, settings: SettingsDep) -> Response:
     """Delete a study, its trials, metrics and Optuna study; a queued or running one: 409."""
     study = repository.get_study(session=session, study_id=study_id)
-    if study.status == "queued":  # its job is about to write to it
+    if study.status == StudyState.QUEUED:  # its job is about to write to it
         raise InvalidTransition(f"study {study_id} is queued: cancel it before deleting it")
     optuna_name = study.optuna_study_name
     repository.delete_study(session=session, study_id=study_id)

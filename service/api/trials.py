@@ -23,8 +23,8 @@ from service.errors import error_responses
 from service.schemas import MetricPoint, TrialDetail, TrialOut, TrialPage
 from studies import repository
 from studies.catalog import DECAY_SCHEDULES, FAMILIES
-from studies.db import TRIAL_STATES
 from studies.errors import InvalidQuery
+from studies.states import TrialState
 
 router = APIRouter(prefix="/studies", tags=["trials"], dependencies=[ReadAccess])
 
@@ -98,7 +98,7 @@ def list_trials(
     final metric, e.g. `val_acc_min=0.9`. Trials missing the sort key come last.
     """
     # p_min ... lr_max are declared for the docs; every range is read from the query string
-    states = known_values("state", state, TRIAL_STATES)
+    states = known_values("state", state, tuple(TrialState))
     one_of = {
         "family": known_values("family", family, FAMILIES),
         "schedule": known_values("schedule", schedule, DECAY_SCHEDULES),
