@@ -120,7 +120,7 @@ def _configs(rng: np.random.Generator, n_configs: int) -> dict[str, Any]:
 
 
 def _decay_on(cfg: dict[str, Any], t: np.ndarray) -> np.ndarray:
-    """The decay multiplier per (trial, epoch): 1 where the schedule has λ on (SCIENCE.md §2)."""
+    """The decay multiplier per (trial, epoch): 1 where λ is on (docs/science.md §2)."""
     frac = t[None, :] / t[-1]
     until, start = np.nan_to_num(cfg["until"])[:, None], np.nan_to_num(cfg["start"])[:, None]
     on = np.select(

@@ -1,4 +1,4 @@
-"""Request dependencies as Annotated aliases (STYLE.md rule 4); tests swap them with
+"""Request dependencies as Annotated aliases, all in this module; tests swap them with
 `app.dependency_overrides`."""
 
 from __future__ import annotations

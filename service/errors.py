@@ -1,4 +1,4 @@
-"""Domain errors to HTTP status codes, mapped once (STYLE.md rule 5).
+"""Domain errors to HTTP status codes, mapped once here, so every route answers them alike.
 
 Every error body has one shape: {"detail": message, "errors": [{"loc": [...], "msg": ...}]}.
 """

@@ -14,7 +14,7 @@ MODEL_NAMES = ("mlp", "cnn1d", "cnn", "resnet20", "resnet18")
 FAMILIES = ("none", "l2", "decoupled", "pwd", "lp_coupled")
 BASE_OPTIMIZERS = ("sgd", "adam")
 DECAY_SCALES = ("lr", "schedule")
-# the families whose step uses the norm exponent p (SCIENCE.md §1)
+# the families whose step uses the norm exponent p (docs/science.md §1)
 FAMILIES_WITH_P = ("pwd", "lp_coupled")
 # the families on which λ has any effect
 FAMILIES_WITH_LAMBDA = ("l2", "decoupled", "pwd", "lp_coupled")

@@ -1,4 +1,4 @@
-"""Our tables, beside Optuna's in the same database (DESIGN.md "Database").
+"""Our tables, beside Optuna's in the same database (docs/architecture.md "Database").
 
 Every table is prefixed `dl_` and our Alembic version table is `dl_alembic_version`, so nothing
 collides with Optuna's `studies`, `trials`, ..., `alembic_version`. Column names are ones a person
@@ -165,7 +165,7 @@ class Trial(Base):
     seed: Mapped[int | None] = mapped_column(BigInteger)
     params: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
     config: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
-    # library versions and git revision of the code that trained (STYLE.md rule 14)
+    # library versions and git revision of the code that trained: a result names what made it
     provenance: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
     # final metrics (the last report), typed for the common ones
     val_acc: Mapped[float | None] = mapped_column(Float)

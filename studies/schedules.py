@@ -1,7 +1,7 @@
 """When the regularizer is on and how the learning rate moves: pure functions of (step, total).
 
 A schedule returns a multiplier in [0, 1]: the decay schedule multiplies the strength λ
-(SCIENCE.md §2), the lr schedule multiplies the base learning rate. No torch in here, so the spec,
+(docs/science.md §2), the lr schedule the base learning rate. No torch in here, so the spec,
 the search space and the training loop all share one definition.
 """
 

@@ -1,4 +1,4 @@
-"""The study spec: the contract between client, service and workers (DESIGN.md "The study spec").
+"""The study spec: the contract between client, service and workers (docs/architecture.md).
 
 Validation happens in two layers. Each model checks its own fields (types, ranges, names); the
 StudySpec then checks what needs several sections at once (conditional parameters, samplers).

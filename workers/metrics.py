@@ -1,4 +1,4 @@
-"""Per-epoch measurements that depend only on the model's decayed weights (SCIENCE.md §3).
+"""Per-epoch measurements that depend only on the model's decayed weights (docs/science.md §3).
 
 Every function takes `named_params`: the (name, tensor) pairs of the *decayed* parameters, as
 `workers.optim.decayed_parameters` returns them, so the denominators exclude biases and norm gains.

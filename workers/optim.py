@@ -1,4 +1,4 @@
-"""Weight-decay regularizers over torch's SGD and Adam (SCIENCE.md §1).
+"""Weight-decay regularizers over torch's SGD and Adam (docs/science.md §1).
 
 `make_optimizer` is the entry point. The optimizers subclass torch's own, so that with λ = 0 a
 step is exactly torch's step, and torch's LR schedulers, hooks and state dicts work unchanged.

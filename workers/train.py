@@ -1,6 +1,6 @@
 """One trial: train a model under one regularizer configuration and measure it every epoch.
 
-Framework-free (STYLE.md rule 7): `train(config, report)` knows nothing of Ray or the service;
+Framework-free: `train(config, report)` knows nothing of Ray or the service;
 `report(epoch, metrics)` is called once per epoch and is where a caller hooks in Tune or a table.
 """
 
@@ -175,7 +175,7 @@ class _Trial:
         return loss_sum.item() / n, correct.item() / n, lr
 
     def epoch(self) -> dict[str, float]:
-        """Train one epoch and return every per-epoch metric of SCIENCE.md §3."""
+        """Train one epoch and return every per-epoch metric of docs/science.md §3."""
         if self.config.full_metrics:
             self.tracker.snapshot()
         train_loss, train_acc, lr = self.train_epoch()

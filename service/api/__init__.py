@@ -1,1 +1,1 @@
-"""The REST routers, one per resource (STYLE.md rule 1)."""
+"""The REST routers, one per resource; the app factory only includes them."""

@@ -39,7 +39,7 @@ EXPECTED_STATS = {
 
 
 def decayed(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
-    """The ndim >= 2 rule of SCIENCE.md §1, written out so this test does not depend on optim."""
+    """The ndim >= 2 rule of docs/science.md §1, written out so this test needs no optim."""
     return [(name, p) for name, p in model.named_parameters() if p.ndim >= 2]
 
 

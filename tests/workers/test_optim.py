@@ -45,7 +45,7 @@ def base_first_step(base: tuple[str, float, bool], w: np.ndarray, g: np.ndarray)
 
 
 def expected_first_step(family: str, base: tuple[str, float, bool], scale: float) -> np.ndarray:
-    """SCIENCE.md §1 written out for W0, G0; `scale` is s_t (lr, or lr/base_lr = 1)."""
+    """docs/science.md §1 written out for W0, G0; `scale` is s_t (lr, or lr/base_lr = 1)."""
     if family == "none":
         return base_first_step(base, W0, G0)
     if family == "l2":

@@ -1,4 +1,4 @@
-"""Rotational equilibrium (SCIENCE.md §4, claim 5; Kosson et al. 2024) measured by AngularTracker.
+"""Rotational equilibrium (docs/science.md §4, claim 5; Kosson et al. 2024) via AngularTracker.
 
 With BatchNorm after each Linear every weight row is scale invariant, so its gradient carries no
 pull on its norm: AdamW's decay shrinks the row while the noisy updates grow it, and after a few

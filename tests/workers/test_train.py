@@ -1,4 +1,4 @@
-"""The training loop trains for real and reports what SCIENCE.md §3 promises, every epoch.
+"""The training loop trains for real and reports what docs/science.md §3 lists, every epoch.
 
 Every run uses one thread (threads=1) and the MNIST-1D files generated once per session.
 """
@@ -17,7 +17,7 @@ from workers.data import DATASETS, DatasetSplits, load_dataset
 from workers.metrics import SPARSITY_THRESHOLDS, threshold_metric_name
 from workers.train import TrainResult, train
 
-# The per-epoch metric names a user reads in the database and the API (SCIENCE.md §3), by hand.
+# Per-epoch metric names a user reads in the database and the API (docs/science.md §3), by hand.
 EPOCH_METRICS = {
     "train_loss",
     "train_acc",
@@ -262,7 +262,7 @@ def test_late_decay_trains_like_no_decay_until_the_switch(
 
 
 # ---------------------------------------------------------------------------------------------
-# SCIENCE.md §4 claim 1: pWD with p < 1 makes an over-parameterized MLP sparse at no cost
+# docs/science.md §4, claim 1: pWD with p < 1 makes an over-parameterized MLP sparse at no cost
 
 SPARSE_BASE = {
     "model": "mlp",
