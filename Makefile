@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: install
-	$(PY) -m service.quickstart
+	$(PY) -m service.client.quickstart
 
 serve: install
 	$(VENV)/bin/decaylab serve
@@ -27,7 +27,7 @@ compare: install
 	$(PY) -m workers.compare
 
 reproduce: install
-	$(PY) -m service.reproduce
+	$(PY) -m service.client.reproduce
 
 test: install
 	$(PY) -m pytest -q

@@ -1,7 +1,10 @@
-"""Pure computations behind /pareto and /effects: non-dominated sets, level summaries, buckets.
+"""Pure computations behind /best, /pareto and /effects: non-dominated sets, level summaries,
+buckets.
 
 Nothing here touches the database: the service reads rows through the repository and hands
-plain numbers to these functions, so each can be checked against a hand computation.
+plain numbers to these functions, so each can be checked against a hand computation. The report
+(service.client.report) calls the same functions on the API's trial dicts when it merges several
+studies, so a merged report ranks and summarizes exactly as the API does for one study.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from scipy import stats
@@ -81,6 +84,43 @@ def pareto_front(points: Sequence[Sequence[float]], modes: Sequence[str]) -> lis
         return [int(i) for i in np.flatnonzero(scored[:, 0] == scored[:, 0].max())]
     front = _front_2d(scored) if scored.shape[1] == 2 else _front_nd(scored)
     return sorted(front)
+
+
+def ranked_front(
+    points: Sequence[Sequence[float | None]], modes: Sequence[str]
+) -> tuple[list[int], int]:
+    """The Pareto front as GET /pareto lists it, over the points that have every value.
+
+    Returns the indices of the non-dominated complete points, best on the first objective first
+    (input order on ties, so trial-number order for points listed in it), and how many points
+    were complete.
+    """
+    complete: list[tuple[int, list[float]]] = []
+    for index, point in enumerate(points):
+        values = [float(v) for v in point if v is not None]
+        if len(values) == len(point):
+            complete.append((index, values))
+    members = pareto_front([values for _, values in complete], modes)
+    sign = -1.0 if modes[0] == "max" else 1.0
+    ranked = sorted((sign * complete[k][1][0], complete[k][0]) for k in members)
+    return [index for _, index in ranked], len(complete)
+
+
+def best_index(values: Sequence[float | None], mode: str) -> int | None:
+    """The index of the best finite value (the first of equal ones), None when there is none.
+
+    GET /best's rule (the lowest trial number on ties) for values listed in trial-number order;
+    the route applies it in SQL (repository.best_trials) so that only the winner is read.
+    """
+    if mode not in ("max", "min"):
+        raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
+    best: tuple[float, int] | None = None
+    for index, value in enumerate(values):
+        if value is None or not math.isfinite(value):
+            continue
+        if best is None or (value > best[0] if mode == "max" else value < best[0]):
+            best = (value, index)
+    return None if best is None else best[1]
 
 
 @dataclass(frozen=True)
@@ -202,3 +242,27 @@ def effects(
         return _category_levels(kept_factors, kept_values)
     numbers = [float(f) for f in kept_factors]
     return _bucket_levels(numbers, kept_values, buckets, scale == "log")
+
+
+def effects_answer(
+    factor: str,
+    metric: str,
+    factors: Sequence[str | float | None],
+    values: Sequence[float | None],
+    *,
+    buckets: int = 5,
+) -> dict[str, Any]:
+    """What GET /effects answers: `effects` of a factor on a metric, with the factor's scale
+    (FACTOR_SCALES) and the levels' summaries flattened."""
+    scale = FACTOR_SCALES[factor]
+    levels = effects(factors, values, scale=scale, buckets=buckets)
+    return {
+        "factor": factor,
+        "metric": metric,
+        "confidence": CONFIDENCE,
+        "buckets": None if scale == "category" else buckets,
+        "levels": [
+            {"level": lv.level, "low": lv.low, "high": lv.high, **vars(lv.summary)}
+            for lv in levels
+        ],
+    }

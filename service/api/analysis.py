@@ -12,9 +12,9 @@ from service.api.common import MAX_NAMES, Name, StudyId, metric_mode, objectives
 from service.auth import KeyHolder, ReadAccess
 from service.deps import SessionDep, SessionFactoryDep
 from service.errors import error_responses
-from service.schemas import BestTrial, EffectLevel, Effects, ParetoFront, ParetoPoint, TrialOut
+from service.schemas import BestTrial, Effects, ParetoFront, ParetoPoint, TrialOut
 from studies import repository
-from studies.analysis import CONFIDENCE, FACTOR_SCALES, effects, pareto_front
+from studies.analysis import effects_answer, ranked_front
 from studies.errors import InvalidQuery
 
 router = APIRouter(prefix="/studies", tags=["analysis"], dependencies=[ReadAccess])
@@ -88,9 +88,8 @@ def pareto(
     axes = _pareto_axes(study.spec, x, y, x_mode, y_mode)
     metrics, modes = [m for m, _ in axes], [d for _, d in axes]
     rows = repository.trial_columns(session=session, study_id=study_id, fields=metrics)
-    complete = [row for row in rows if all(v is not None for v in row[1:])]
-    front = [complete[i] for i in pareto_front([row[1:] for row in complete], modes)]
-    front.sort(key=lambda row: (-row[1] if modes[0] == "max" else row[1], row[0]))
+    members, considered = ranked_front([row[1:] for row in rows], modes)  # rows: number order
+    front = [rows[i] for i in members]
     trials = repository.trials_by_numbers(
         session=session, study_id=study_id, numbers=[row[0] for row in front]
     )
@@ -102,7 +101,7 @@ def pareto(
         )
         for row in front
     ]
-    return ParetoFront(metrics=metrics, modes=modes, considered=len(complete), items=items)
+    return ParetoFront(metrics=metrics, modes=modes, considered=considered, items=items)
 
 
 @router.get(
@@ -124,18 +123,10 @@ def factor_effects(
     rows = repository.trial_columns(
         session=session, study_id=study_id, fields=[factor, metric], categories=[factor]
     )
-    scale = FACTOR_SCALES[factor]
-    levels = effects([r[1] for r in rows], [r[2] for r in rows], scale=scale, buckets=buckets)
-    return Effects(
-        factor=factor,
-        metric=metric,
-        confidence=CONFIDENCE,
-        buckets=None if scale == "category" else buckets,
-        levels=[
-            EffectLevel(level=lv.level, low=lv.low, high=lv.high, **vars(lv.summary))
-            for lv in levels
-        ],
+    answer = effects_answer(
+        factor, metric, [r[1] for r in rows], [r[2] for r in rows], buckets=buckets
     )
+    return Effects.model_validate(answer)
 
 
 MEDIA_TYPES = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet"}

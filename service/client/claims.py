@@ -1,9 +1,9 @@
-"""The seed papers' claims (SCIENCE.md §4) as pure functions from trial rows to verdicts.
+"""The seed papers' claims (docs/science.md §4) as pure functions from trial rows to verdicts.
 
-`make reproduce` (service/reproduce.py) runs the bundled studies and hands their trials, as the
-REST API returns them, to `evaluate`. Every number is a mean over seeds with a 95% t-interval
-(`studies.analysis.summarize`); comparisons between two configurations use the paired
-difference per seed (the same seed gives the same initialization and batch order).
+`make reproduce` (service/client/reproduce.py) runs the bundled studies and hands their trials,
+as the REST API returns them, to `evaluate`. Every number is a mean over seeds with a 95%
+t-interval (`studies.analysis.summarize`); comparisons between two configurations use the
+paired difference per seed (the same seed gives the same initialization and batch order).
 
 Configurations are selected on validation accuracy and compared on test accuracy, so the
 selection does not flatter the comparison. A verdict is one of VERDICTS; a claim whose studies

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from service.client import DEFAULT_API, ApiClient, ApiError
+from service.client.api import DEFAULT_API, ApiClient, ApiError
 
 app = typer.Typer(
     help="decaylab: weight-decay studies on Ray Tune + Optuna, results in SQL.",
@@ -282,7 +282,7 @@ def report(
     output: Annotated[Path, typer.Option("-o", "--output", help="directory")] = Path("report"),
 ) -> None:
     """Plots a person wants to look at (PNG) and an index.html with the best trials."""
-    from service.report import write_report
+    from service.client.report import write_report
 
     index = write_report(_client(ctx), study_ids, output)
     console.print(f"report: {index}")

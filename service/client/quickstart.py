@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from importlib.resources import files
 from pathlib import Path
 
-from service.client import ApiClient, ApiError
+from service.client.api import ApiClient, ApiError
 from studies.settings import Settings
 
 DECAYLAB = str(Path(sys.executable).with_name("decaylab"))
@@ -81,8 +81,10 @@ def cli(*args: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of `python -m service.quickstart`."""
-    parser = argparse.ArgumentParser(prog="python -m service.quickstart", description=__doc__)
+    """Entry point of `python -m service.client.quickstart`."""
+    parser = argparse.ArgumentParser(
+        prog="python -m service.client.quickstart", description=__doc__
+    )
     default_spec = Path(str(files("studies") / "examples" / "quickstart.yaml"))
     parser.add_argument("spec", nargs="?", type=Path, default=default_spec)
     args = parser.parse_args(argv)

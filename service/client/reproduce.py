@@ -1,8 +1,8 @@
-"""`make reproduce`: the seed papers' claims (SCIENCE.md §4) measured through the real service.
+"""`make reproduce`: the seed papers' claims (docs/science.md §4) measured through the service.
 
 Starts `decaylab serve` as `make run` does, submits the bundled small-scale studies over REST
 (two at a time, so one study's last trial overlaps the next one's start), waits for them, reads
-their trials back over REST, judges every claim (`studies.claims`) and prints one table: the
+their trials back over REST, judges every claim (`service.client.claims`) and prints one table: the
 claim, what the paper reports, what decaylab measured (means with 95% CIs over seeds) and
 whether it holds. The same goes to `<home>/reproduce/claims.md` and `claims.json`, with one
 report (`decaylab report` of all the arms of a comparison) per study group under `reports/`.
@@ -25,17 +25,18 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from service.client import ApiClient, ApiError
-from service.quickstart import running_service
-from service.report import all_trials, write_report
-from studies import claims as claims_module
+from service.client.api import ApiClient, ApiError
+from service.client.claims import CLAIMS, HOLDS, Claim, Verdict, evaluate, studies_for
+from service.client.quickstart import running_service
+from service.client.report import write_report
+from service.client.report.data import all_trials
+from studies import catalog
 from studies.catalog import FAMILIES
-from studies.claims import CLAIMS, HOLDS, Claim, Verdict, evaluate, studies_for
 from studies.settings import Settings
 from studies.spec import parse_spec_text
 
-# beside studies/claims.py (importlib.resources would find tests/studies first under pytest)
-EXAMPLES = Path(claims_module.__file__).with_name("examples")
+# beside studies/catalog.py (importlib.resources would find tests/studies first under pytest)
+EXAMPLES = Path(catalog.__file__).with_name("examples")
 TERMINAL = ("succeeded", "failed", "cancelled")
 IN_FLIGHT = 2  # studies submitted at once
 POLL_S = 2.0
@@ -215,8 +216,10 @@ def reproduce(client: ApiClient, claims: Sequence[Claim], quick: bool, out_dir: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of `python -m service.reproduce`."""
-    parser = argparse.ArgumentParser(prog="python -m service.reproduce", description=__doc__)
+    """Entry point of `python -m service.client.reproduce`."""
+    parser = argparse.ArgumentParser(
+        prog="python -m service.client.reproduce", description=__doc__
+    )
     parser.add_argument("--quick", action="store_true", help="the reduced run of the slow test")
     parser.add_argument("--claims", nargs="+", help="only these claims (e.g. 1 2a '4 adam')")
     parser.add_argument("-o", "--output", type=Path, help="default: <home>/reproduce")

@@ -1,4 +1,5 @@
-"""Pareto fronts, level summaries and buckets, against hand computations and brute force."""
+"""Pareto fronts, best picks, level summaries and buckets, against hand computations and brute
+force."""
 
 from __future__ import annotations
 
@@ -9,11 +10,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from studies.analysis import (
+    CONFIDENCE,
     Summary,
+    best_index,
     bucket_edges,
     bucket_index,
     effects,
+    effects_answer,
     pareto_front,
+    ranked_front,
     summarize,
 )
 
@@ -172,3 +177,56 @@ def test_buckets_hold_every_observation_inside_their_range(pairs, buckets, log) 
             if level.low * (1 - 1e-9) <= f <= level.high * (1 + 1e-9)
         ]  # fmt: skip
         assert level.summary.count <= len(inside)
+
+
+@pytest.mark.parametrize(
+    ("points", "modes", "ranked", "considered"),
+    [
+        # best first on the first objective; incomplete points are neither members nor counted
+        ([(0.5, 0.9), (None, 1.0), (0.9, 0.1), (0.7, 0.5)], ["max", "max"], [2, 3, 0], 3),
+        ([(0.9, 0.9), (0.5, 0.1), (0.7, None)], ["min", "max"], [1, 0], 2),
+        ([(0.9, 0.2), (0.9, 0.2), (0.1, 0.1)], ["max", "max"], [0, 1], 3),  # ties: input order
+        ([(0.3, 1.0), (0.3, 2.0)], ["max", "min"], [0], 2),
+        ([(None, 1.0)], ["max", "max"], [], 0),
+        ([], ["max"], [], 0),
+    ],
+)
+def test_ranked_front_table(points, modes, ranked, considered) -> None:
+    assert ranked_front(points, modes) == (ranked, considered)
+
+
+@pytest.mark.parametrize(
+    ("values", "mode", "index"),
+    [
+        ([0.5, 0.9, None, 0.9, 0.1], "max", 1),  # the first of equal values
+        ([0.5, 0.9, None, 0.9, 0.1], "min", 4),
+        ([None, math.nan, math.inf, 0.2], "max", 3),  # not finite: not a value
+        ([None, None], "max", None),
+        ([], "min", None),
+    ],
+)
+def test_best_index_table(values, mode, index) -> None:
+    assert best_index(values, mode) == index
+
+
+def test_best_index_refuses_an_unknown_mode() -> None:
+    with pytest.raises(ValueError, match="mode"):
+        best_index([1.0], "maximize")
+
+
+def test_effects_answer_is_what_get_effects_answers() -> None:
+    answer = effects_answer("schedule", "val_acc", ["full", "early", "full", None], [1, 2, 3, 4])
+    assert answer == {
+        "factor": "schedule",
+        "metric": "val_acc",
+        "confidence": CONFIDENCE,
+        "buckets": None,  # a category factor is not bucketed
+        "levels": [
+            {"level": "early", "low": None, "high": None, "count": 1, "mean": 2.0}
+            | {"std": None, "ci_low": None, "ci_high": None},
+            {"level": "full", "low": None, "high": None, **vars(summarize([1.0, 3.0]))},
+        ],
+    }
+    bucketed = effects_answer("p", "val_acc", [0.5, 1.0, 2.0], [1, 2, 3], buckets=3)
+    assert bucketed["buckets"] == 3
+    assert [lv["level"] for lv in bucketed["levels"]] == ["[0.5, 1)", "[1, 1.5)", "[1.5, 2]"]

@@ -5,12 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from html import escape
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from service.report_plots import Plot
-
-if TYPE_CHECKING:
-    from service.report import ReportData
+from service.client.report.data import ReportData
+from service.client.report.plots import Plot
 
 Json = Mapping[str, Any]
 # metrics that are fractions, shown as percentages

@@ -3,8 +3,8 @@ with the same task and budget) drawn side by side.
 
 Each study's data comes from the API as for a single report; the trials are renumbered one
 after the other (the title says which numbers belong to which study) and everything that
-compares trials across studies (best, Pareto fronts, effects, the histogram pair) is
-recomputed here with the same functions the API uses.
+compares trials across studies (best, Pareto fronts, effects, the histogram pair) is computed
+again over all of them by the functions behind the API's own answers (studies.analysis).
 """
 
 from __future__ import annotations
@@ -13,9 +13,16 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from service.report import EFFECT_METRICS, Json, ReportData, histogram_trials, usable_trials
-from service.report_importance import final_metric
-from studies.analysis import CONFIDENCE, FACTOR_SCALES, effects, pareto_front
+from service.client.report.data import (
+    EFFECT_METRICS,
+    Json,
+    ReportData,
+    by_number,
+    histogram_trials,
+    usable_trials,
+)
+from service.client.report.importance import final_metric
+from studies.analysis import best_index, effects_answer, ranked_front
 
 ACCURACY_SPARSITY = (("val_acc", "max"), ("sparsity", "max"))
 
@@ -39,43 +46,31 @@ def _renumbered(part: ReportData, offset: int) -> ReportData:
 def local_front(trials: Sequence[Json], axes: Sequence[tuple[str, str]]) -> Json:
     """What GET /pareto answers, over the given trials."""
     metrics, modes = [m for m, _ in axes], [d for _, d in axes]
-    complete: list[tuple[Json, list[float]]] = []
-    for trial in trials:
-        values = [final_metric(trial, m) for m in metrics]
-        if all(v is not None for v in values):
-            complete.append((trial, [float(v or 0.0) for v in values]))
-    front = [complete[i] for i in pareto_front([v for _, v in complete], modes)]
-    sign = -1.0 if modes[0] == "max" else 1.0
-    front.sort(key=lambda row: (sign * row[1][0], row[0]["number"]))
-    items = [{"values": dict(zip(metrics, v, strict=True)), "trial": t} for t, v in front]
-    return {"metrics": metrics, "modes": modes, "considered": len(complete), "items": items}
+    ordered = by_number(trials)
+    points = [[final_metric(t, m) for m in metrics] for t in ordered]
+    members, considered = ranked_front(points, modes)
+    items = [
+        {"values": dict(zip(metrics, points[i], strict=True)), "trial": ordered[i]}
+        for i in members
+    ]
+    return {"metrics": metrics, "modes": modes, "considered": considered, "items": items}
 
 
 def local_effects(trials: Sequence[Json], factor: str, metric: str) -> Json:
     """What GET /effects answers for a category factor, over the given trials."""
-    levels = effects(
-        [t.get(factor) for t in trials],
-        [final_metric(t, metric) for t in trials],
-        scale=FACTOR_SCALES[factor],
-    )
-    return {
-        "factor": factor,
-        "metric": metric,
-        "confidence": CONFIDENCE,
-        "buckets": None,
-        "levels": [
-            {"level": lv.level, "low": lv.low, "high": lv.high, **vars(lv.summary)}
-            for lv in levels
-        ],
-    }
+    factors = [t.get(factor) for t in trials]
+    return effects_answer(factor, metric, factors, [final_metric(t, metric) for t in trials])
 
 
-def _best(trials: Sequence[Json], objectives: Sequence[tuple[str, str]]) -> list[Json]:
+def local_best(trials: Sequence[Json], objectives: Sequence[tuple[str, str]]) -> list[Json]:
+    """What GET /best answers, over the given trials."""
+    ordered = by_number(trials)
     answers = []
     for metric, mode in objectives:
-        scored = [(v, t) for t in trials if (v := final_metric(t, metric)) is not None]
-        pick = (max if mode == "max" else min)(scored, key=lambda s: s[0], default=None)
-        answers.append({"metric": metric, "mode": mode, "trial": pick[1] if pick else None})
+        pick = best_index([final_metric(t, metric) for t in ordered], mode)
+        answers.append(
+            {"metric": metric, "mode": mode, "trial": None if pick is None else ordered[pick]}
+        )
     return answers
 
 
@@ -124,7 +119,7 @@ def merge_report_data(parts: Sequence[ReportData]) -> ReportData:
     return ReportData(
         study=_merged_study(shifted, families),
         trials=trials,
-        best=_best(usable, objectives),
+        best=local_best(usable, objectives),
         pareto=local_front(usable, objectives),
         front=local_front(usable, ACCURACY_SPARSITY),
         effects={f: {m: local_effects(usable, f, m) for m in EFFECT_METRICS} for f in factors},

@@ -18,8 +18,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from service.report_importance import final_metric as metric
-from service.report_importance import param_importances
+from service.client.report.importance import final_metric as metric
+from service.client.report.importance import param_importances
 from studies.analysis import Level, Summary, effects, summarize
 from studies.catalog import FAMILIES, FAMILIES_WITH_P
 

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from studies import claims
+from service.client import claims
+from service.client.claims import CLAIMS, FAILS, HOLDS, INCONCLUSIVE, NOT_MEASURED, VERDICTS
 from studies.analysis import summarize
-from studies.claims import CLAIMS, FAILS, HOLDS, INCONCLUSIVE, NOT_MEASURED, VERDICTS
 
 SEEDS = (0, 1, 2)
 

@@ -26,10 +26,11 @@ from hypothesis import strategies as st
 from sqlalchemy.orm import Session
 
 from service.app import create_app
-from service.client import ApiClient
-from service.report import MAX_CURVES_PER_GROUP, curve_sample, write_report
-from service.report_importance import param_importances, used_params
-from service.report_plots import p_levels, switch_epoch
+from service.client.api import ApiClient
+from service.client.report import write_report
+from service.client.report.data import MAX_CURVES_PER_GROUP, curve_sample
+from service.client.report.importance import param_importances, used_params
+from service.client.report.plots import p_levels, switch_epoch
 from studies import repository as repo
 from studies.settings import Settings
 
@@ -445,7 +446,7 @@ def test_several_studies_share_one_report_with_their_trials_numbered_apart(
 
 
 def test_an_unknown_study_is_an_api_error(reports: Reports, tmp_path: Path) -> None:
-    from service.client import ApiError
+    from service.client.api import ApiError
 
     with pytest.raises(ApiError, match="404"):
         write_report(reports.client, "no-such-study", tmp_path / "out")

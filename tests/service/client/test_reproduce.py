@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from engine_support import ROOT
 
-from service.ray_head import free_port
-from service.reproduce import (
+from service.client.claims import CLAIMS, FAILS, HOLDS, Verdict, studies_for
+from service.client.reproduce import (
     QUICK_CLAIMS,
     bundled_spec,
     chosen_claims,
@@ -21,7 +21,7 @@ from service.reproduce import (
     report_groups,
     write_outputs,
 )
-from studies.claims import CLAIMS, FAILS, HOLDS, Verdict, studies_for
+from service.ray_head import free_port
 from studies.spec import validate_spec
 
 
@@ -91,7 +91,7 @@ def test_quick_reproduce_shows_the_directional_claims(tmp_path: Path) -> None:
     }
     for name in ("DECAYLAB_DATABASE_URL", "DECAYLAB_RAY_ADDRESS", "DECAYLAB_API_KEY"):
         env.pop(name, None)
-    command = [sys.executable, "-m", "service.reproduce", "--quick", "-o", str(out)]
+    command = [sys.executable, "-m", "service.client.reproduce", "--quick", "-o", str(out)]
     done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
     log = (home / "service.log").read_text(errors="replace")[-3000:] if home.exists() else ""
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:] + log
