@@ -46,6 +46,7 @@ from studies.catalog import (
     SCHEDULER_NAMES,
 )
 from studies.errors import InvalidSpec
+from studies.schedules import DecaySchedule
 from studies.spec_checks import MAX_GRID_POINTS, find_problems
 
 SCHEMA_VERSION = 1
@@ -423,7 +424,7 @@ class StudySpec(_Model):
 
     def switch_epoch(self) -> int | None:
         """The latest epoch at which any trial's decay schedule can switch (None: never)."""
-        fractions: list[float] = []
+        epochs: list[int] = []
         for kind, name, fixed in (
             ("early", "until", self.regularizer.until),
             ("late", "from", self.regularizer.start),
@@ -431,11 +432,11 @@ class StudySpec(_Model):
             if kind not in self.possible("schedule"):
                 continue
             searched = self.space[name].values() if name in self.space else []
-            fractions += [float(v) for v in searched if not isinstance(v, str)]
-            fractions += [fixed] if fixed is not None else []
-        if not fractions:
-            return None
-        return math.ceil(max(fractions) * self.task.epochs)
+            fractions = [float(v) for v in searched if not isinstance(v, str)]
+            for fraction in fractions + ([fixed] if fixed is not None else []):
+                schedule = DecaySchedule.from_params({"schedule": kind, name: fraction})
+                epochs.append(schedule.switch_step(self.task.epochs) or 0)
+        return max(epochs, default=None)
 
     def grace_period_epochs(self) -> int:
         """The scheduler's grace period in epochs, with "switch" resolved."""
@@ -459,7 +460,7 @@ class _SpecLoader(yaml.SafeLoader):
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
-            mark = self.peek_event().start_mark
+            mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
             raise yaml.composer.ComposerError(None, None, "aliases are not allowed", mark)
         return super().compose_node(parent, index)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
@@ -57,7 +57,7 @@ def best(
 
 
 def _pareto_axes(
-    spec: dict, x: str | None, y: str | None, x_mode: Mode | None, y_mode: Mode | None
+    spec: dict[str, Any], x: str | None, y: str | None, x_mode: Mode | None, y_mode: Mode | None
 ) -> list[tuple[str, str]]:
     if x is None and y is None:
         return objectives(spec)
@@ -130,12 +130,23 @@ def factor_effects(
 
 
 MEDIA_TYPES = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet"}
+# what a 200 of /export is, for the OpenAPI document (a StreamingResponse declares nothing)
+EXPORTED = {
+    "description": "The study as a file, in the `format` asked for",
+    "content": {media_type: {} for media_type in MEDIA_TYPES.values()},
+    "headers": {
+        "Content-Disposition": {
+            "description": 'attachment; filename="<name>-<id>-<per>s.<format>"',
+            "schema": {"type": "string"},
+        }
+    },
+}
 
 
 @router.get(
     "/{study_id}/export",
     response_class=StreamingResponse,
-    responses=ERRORS,
+    responses={200: EXPORTED, **ERRORS},
     dependencies=[once_each()],
 )
 def export_study(

@@ -22,6 +22,7 @@ from service.client.report.importance import final_metric as metric
 from service.client.report.importance import param_importances
 from studies.analysis import Level, Summary, effects, summarize
 from studies.catalog import FAMILIES, FAMILIES_WITH_P
+from studies.schedules import DecaySchedule, ScheduleError
 
 Trial = Mapping[str, Any]
 Curves = Mapping[int, Mapping[str, Sequence[tuple[int, float | None]]]]
@@ -267,10 +268,12 @@ def _reference_bands(ax: Axes, trials: Sequence[Trial], name: str) -> None:
 
 
 def switch_epoch(trial: Trial, epochs: int) -> float | None:
-    """Where an early trial stops decaying (until·epochs) or a late one starts (from·epochs)."""
-    fraction = {"early": trial.get("until"), "late": trial.get("from")}.get(
-        str(trial.get("schedule"))
-    )
+    """Where an early trial stops decaying (until·epochs) or a late one starts (from·epochs),
+    as a point on the epoch axis (not rounded to a step)."""
+    try:
+        fraction = DecaySchedule.from_params(trial).switch_fraction
+    except ScheduleError:  # a trial without a schedule (family none) or a partial row
+        return None
     return None if fraction is None else float(fraction) * epochs
 
 

@@ -7,6 +7,8 @@ Create Date: 2026-11-22
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
@@ -33,11 +35,11 @@ FINAL_METRICS = (
 )
 
 
-def _timestamp(name: str, nullable: bool = True) -> sa.Column:
+def _timestamp(name: str, nullable: bool = True) -> sa.Column[Any]:
     return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable)
 
 
-def _floats(*names: str) -> list[sa.Column]:
+def _floats(*names: str) -> list[sa.Column[Any]]:
     return [sa.Column(name, sa.Float(), nullable=True) for name in names]
 
 
