@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from sqlalchemy.orm import Session, sessionmaker
 
 from studies import repository
-from studies.catalog import FINAL_METRICS
+from studies.catalog import FINAL_METRICS, api_name
 from studies.db import FINAL_METRIC_COLUMNS
 
 Row = tuple[Any, ...]
@@ -31,10 +31,10 @@ TRIAL_FIELDS: tuple[tuple[str, str, pa.DataType], ...] = (
     ("seed", "seed", pa.int64()),
     ("family", "family", pa.string()),
     ("p", "p", pa.float64()),
-    ("lambda", "lam", pa.float64()),
+    (api_name("lam"), "lam", pa.float64()),
     ("schedule", "schedule", pa.string()),
     ("until", "until", pa.float64()),
-    ("from", "start", pa.float64()),
+    (api_name("start"), "start", pa.float64()),
     ("lr", "lr", pa.float64()),
     ("epochs_done", "epochs_done", pa.int64()),
     ("best_val_acc", "best_val_acc", pa.float64()),

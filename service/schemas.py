@@ -7,6 +7,8 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from studies.catalog import api_name
+
 
 class _Out(BaseModel):
     model_config = ConfigDict(from_attributes=True, populate_by_name=True)
@@ -69,10 +71,10 @@ class TrialOut(_Out):
     optuna_trial_number: int | None
     family: str | None
     p: float | None
-    lam: float | None = Field(serialization_alias="lambda")
+    lam: float | None = Field(serialization_alias=api_name("lam"))
     schedule: str | None
     until: float | None
-    start: float | None = Field(serialization_alias="from")
+    start: float | None = Field(serialization_alias=api_name("start"))
     lr: float | None
     seed: int | None
     params: dict[str, Any]

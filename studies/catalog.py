@@ -19,6 +19,22 @@ FAMILIES_WITH_P = ("pwd", "lp_coupled")
 # the families on which λ has any effect
 FAMILIES_WITH_LAMBDA = ("l2", "decoupled", "pwd", "lp_coupled")
 
+# The one table of names that differ between the spec/API (`lambda`, `from`, Python keywords)
+# and the columns and trial-config keys (`lam`, `start`); every other parameter has one name.
+COLUMN_NAMES = {"lambda": "lam", "from": "start"}
+API_NAMES = {column: name for name, column in COLUMN_NAMES.items()}
+
+
+def column_name(name: str) -> str:
+    """The column (and trial-config key) of a spec/API parameter name."""
+    return COLUMN_NAMES.get(name, name)
+
+
+def api_name(column: str) -> str:
+    """The spec/API name of a column (or trial-config key)."""
+    return API_NAMES.get(column, column)
+
+
 SAMPLER_NAMES = ("tpe", "random", "grid", "cmaes", "qmc", "nsga2")
 SCHEDULER_NAMES = ("asha", "median", "none")
 
@@ -48,7 +64,9 @@ FINAL_METRICS: dict[str, str | None] = {
 OBJECTIVE_METRICS = tuple(FINAL_METRICS)
 
 __all__ = [
+    "API_NAMES",
     "BASE_OPTIMIZERS",
+    "COLUMN_NAMES",
     "DATASET_NAMES",
     "DECAY_SCALES",
     "DECAY_SCHEDULES",
@@ -62,5 +80,7 @@ __all__ = [
     "SAMPLER_NAMES",
     "SCHEDULER_NAMES",
     "SPARSITY_THRESHOLDS",
+    "api_name",
+    "column_name",
     "threshold_metric_name",
 ]

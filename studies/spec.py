@@ -44,6 +44,7 @@ from studies.catalog import (
     MODEL_NAMES,
     SAMPLER_NAMES,
     SCHEDULER_NAMES,
+    api_name,
 )
 from studies.errors import InvalidSpec
 from studies.schedules import DecaySchedule
@@ -163,11 +164,11 @@ class RegularizerSpec(_Model):
     """The weight-decay family and its fixed values (a searched value overrides its fixed one)."""
 
     family: str = "none"
-    lam: float = Field(default=0.0, ge=0, alias="lambda")
+    lam: float = Field(default=0.0, ge=0, alias=api_name("lam"))
     p: float = Field(default=2.0, gt=0)
     schedule: str = "full"
     until: float | None = Field(default=None, gt=0, lt=1)
-    start: float | None = Field(default=None, gt=0, lt=1, alias="from")
+    start: float | None = Field(default=None, gt=0, lt=1, alias=api_name("start"))
     decay_scale: str = "lr"
     decay_all_params: bool = False
 

@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from studies import repository
+from studies.catalog import column_name
 from studies.db import make_engine, session_factory
 from workers.tune_adapter import (
     CONFIG_NUMBER,
@@ -24,8 +25,6 @@ from workers.tune_adapter import (
 Trials = list[Trial]
 Result = dict[str, Any]
 NOT_METRICS = {*AUTO_RESULT_KEYS, EPOCH, TRIAL_INFO, TRIAL_ERROR, "config"}
-# spec parameter names whose config key differs (`lambda` and `from` are python keywords)
-CONFIG_KEYS = {"lambda": "lam", "from": "start"}
 
 
 def result_metrics(result: dict[str, Any]) -> dict[str, float]:
@@ -68,7 +67,7 @@ class SqlRecorder(tune.Callback):
     def on_trial_start(self, iteration: int, trials: Trials, trial: Trial, **info: Any) -> None:
         """Insert the trial's row (idempotent: a retried trial keeps its row)."""
         config = trial.config
-        params = {name: config.get(CONFIG_KEYS.get(name, name)) for name in self.searched}
+        params = {name: config.get(column_name(name)) for name in self.searched}
         with self._session() as session:
             row = repository.start_trial(
                 session=session,

@@ -22,7 +22,7 @@ from service.deps import SessionDep
 from service.errors import error_responses
 from service.schemas import MetricPoint, TrialDetail, TrialOut, TrialPage
 from studies import repository
-from studies.catalog import DECAY_SCHEDULES, FAMILIES
+from studies.catalog import DECAY_SCHEDULES, FAMILIES, api_name
 from studies.errors import InvalidQuery
 from studies.states import TrialState
 
@@ -30,7 +30,6 @@ router = APIRouter(prefix="/studies", tags=["trials"], dependencies=[ReadAccess]
 
 RANGE_SUFFIXES = {"_min": 0, "_max": 1}
 # query names for the spec's parameter names that are python keywords
-RANGE_ALIASES = {"lam": "lambda"}
 FloatQuery = Annotated[float | None, Query()]
 # what every route here may answer besides 200
 ERRORS = error_responses(401, 404, 422)
@@ -47,7 +46,7 @@ def ranges_from_query(params: Mapping[str, str]) -> dict[str, tuple[float | None
         suffix = key[-4:]
         if suffix not in RANGE_SUFFIXES:
             continue
-        field = RANGE_ALIASES.get(key[:-4], key[:-4])
+        field = api_name(key[:-4])
         repository.check_numeric(field, key)  # a 422 naming the key, `_min` alone included
         try:
             value = float(text)
