@@ -38,7 +38,7 @@ def api_name(column: str) -> str:
 SAMPLER_NAMES = ("tpe", "random", "grid", "cmaes", "qmc", "nsga2")
 SCHEDULER_NAMES = ("asha", "median", "none")
 
-# equal to workers.metrics.SPARSITY_THRESHOLDS (a test checks it)
+# where sparsity is measured (workers.metrics reads them from here)
 SPARSITY_THRESHOLDS = (1e-10, 1e-8, 1e-6, 1e-4, 1e-3)
 
 

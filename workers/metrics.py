@@ -12,18 +12,14 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor
 
-# The one place for thresholds: the pWD authors measure sparsity at tiny thresholds because their
-# decayed weights shrink geometrically towards zero without necessarily reaching it.
-SPARSITY_THRESHOLDS = (1e-10, 1e-8, 1e-6, 1e-4, 1e-3)
+# the thresholds (studies.catalog, the one place) are tiny because pWD's decayed weights shrink
+# geometrically towards zero without necessarily reaching it
+from studies.catalog import SPARSITY_THRESHOLDS, threshold_metric_name
+
 SPARSITY_THRESHOLD = 1e-6
 PRUNE_THRESHOLD = 1e-3
 
 NamedParams = Sequence[tuple[str, Tensor]]
-
-
-def threshold_metric_name(tau: float) -> str:
-    """The metric name of the sparsity at `tau`, e.g. `sparsity@1e-08`."""
-    return f"sparsity@{tau:.0e}"
 
 
 def _flat_weights(named_params: NamedParams) -> Tensor:

@@ -26,9 +26,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-FAMILIES = ("none", "l2", "decoupled", "pwd", "lp_coupled")
-BASE_OPTIMIZERS = ("sgd", "adam")
-DECAY_SCALES = ("lr", "schedule")
+# the names the spec checks against; REGULARIZERS below implements each family
+from studies.catalog import BASE_OPTIMIZERS, DECAY_SCALES, FAMILIES
 
 # torch's fused Adam/SGD kernels exist for these devices (fused is the fastest base step).
 _FUSED_DEVICES = ("cpu", "cuda")
