@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import compile_path
 
 from service.schemas import ErrorBody
 from studies.errors import (
@@ -93,9 +94,26 @@ async def request_error(request: Request, error: Exception) -> JSONResponse:
 async def http_error(request: Request, error: Exception) -> JSONResponse:
     """401, 404 of unknown routes, 405, 415: the same shape, the same headers."""
     assert isinstance(error, HTTPException)
+    headers = error.headers
+    if error.status_code == 405 and (allowed := allowed_methods(request)):
+        headers = {**(headers or {}), "Allow": allowed}
     return JSONResponse(
-        error_body(str(error.detail)), status_code=error.status_code, headers=error.headers
+        error_body(str(error.detail)), status_code=error.status_code, headers=headers
     )
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method the OpenAPI document lists for the request's path, for a 405's Allow
+    header: Starlette names those of one route only (POST for OPTIONS /studies, not GET)."""
+    methods = {
+        method.upper()
+        for path, operations in request.app.openapi()["paths"].items()
+        if compile_path(path)[0].match(request.url.path)
+        for method in operations
+    }
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods))
 
 
 def install_error_handlers(app: FastAPI) -> None:
