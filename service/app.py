@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -58,4 +59,17 @@ def create_app(
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     for module in (health, studies, trials, analysis):
         app.include_router(module.router)
+    if not settings.api_key:  # then no route asks for one, and the schema must not say so
+        app.openapi = lambda: _schema_without_security(app)  # type: ignore[method-assign]
     return app
+
+
+def _schema_without_security(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema is not None:
+        return app.openapi_schema
+    schema = FastAPI.openapi(app)  # builds and caches app.openapi_schema
+    for operations in schema["paths"].values():
+        for operation in operations.values():
+            operation.pop("security", None)
+    schema.get("components", {}).pop("securitySchemes", None)
+    return schema

@@ -108,3 +108,12 @@ def test_tracebacks_and_provenance_need_the_key(make_api: Callable[..., Api]) ->
         assert hidden["state"] == "failed" and hidden["number"] == 0
         if "provenance" in shown:
             assert shown["provenance"]["torch"] == "2.14.1" and hidden["provenance"] is None
+
+
+def test_the_schema_asks_for_a_key_only_when_one_is_set(make_api: Callable[..., Api]) -> None:
+    def secured(api: Api) -> set[str]:
+        paths = api.client.get("/openapi.json").json()["paths"]
+        return {p for p, ops in paths.items() for op in ops.values() if "security" in op}
+
+    assert secured(make_api()) == set()
+    assert "/studies" in secured(make_api(api_key=KEY))
