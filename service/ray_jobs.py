@@ -85,7 +85,10 @@ class RayJobLauncher:
         except Exception as error:  # an old or unreachable dashboard: the configured limits apply
             log.warning("cannot list the Ray cluster's nodes: %s", error)
             return None
-        return [dict(node.resources_total) for node in found if node.state == "ALIVE"]
+        alive = [dict(node.resources_total) for node in found if node.state == "ALIVE"]
+        # none yet: a head that has just started registers its node a few seconds after its
+        # Jobs API answers, and "no node" is not "no CPU"
+        return alive or None
 
 
 def database_env(settings: Settings) -> dict[str, str]:

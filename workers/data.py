@@ -2,7 +2,7 @@
 
 Every loader returns its official train and test splits already normalized (x float32, y int64);
 `load_dataset` carves a fixed, seeded validation split out of train. There is no module-level
-cache: a trial gets its tensors passed in (DESIGN.md: they travel through Ray's object store once).
+cache: a trial gets its tensors passed in (the driver puts them in Ray's object store once).
 """
 
 from __future__ import annotations
@@ -24,7 +24,10 @@ from torch import Tensor
 
 Pair = tuple[Tensor, Tensor]
 
-DOWNLOAD_HINT = "set `download: true` in the study's task, or DECAYLAB_DOWNLOAD=1 for the service"
+DOWNLOAD_HINT = (
+    "DECAYLAB_DOWNLOAD=1 where a study's driver runs (the service, its Ray head), or "
+    "`download: true` in a trial config of `python -m workers.trial`"
+)
 
 # Published per-channel statistics of the training sets (torchvision / the datasets' authors);
 # fixed constants so that a subset of the files normalizes exactly like the full dataset.

@@ -93,7 +93,11 @@ class Cluster:
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    head = LocalRayHead(tmp_path / "ray", dashboard_port=free_port(), num_cpus=1)
+    # a second node joins by the machine's address (Ray rewrites a loopback --address to it, and
+    # refuses loopback-only multi-node clusters): this test cluster is configured to be reachable
+    head = LocalRayHead(
+        tmp_path / "ray", dashboard_port=free_port(), num_cpus=1, loopback_only=False
+    )
     head.start()
     node = RayNode(head)
     try:
