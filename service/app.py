@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from service.admission import Admission, default_limit
 from service.api import analysis, health, studies, trials
 from service.auth import check_exposure
 from service.errors import install_error_handlers
@@ -52,6 +53,7 @@ def create_app(
     app.state.settings = settings
     app.state.sessions = session_factory(engine)
     app.state.launcher = launcher
+    app.state.admission = Admission(settings.max_running_studies or default_limit())
     app.state.ray_dashboard = ray_dashboard
     install_error_handlers(app)
     # the last added runs first: a body over the limit is refused before anything reads it

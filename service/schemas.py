@@ -43,8 +43,11 @@ class Progress(BaseModel):
     """Trials by state against the budget of n_trials × seeds training runs."""
 
     budget: int
-    finished: int
+    finished: int = Field(description="training runs done, duplicates (never trained) included")
     counts: dict[str, int]
+    duplicates: int = Field(
+        0, description="suggested configurations equal to an earlier one, so not trained again"
+    )
 
 
 class BestValue(BaseModel):

@@ -25,18 +25,18 @@ from sqlalchemy import (
     inspect,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from studies.catalog import FAMILIES_WITH_LAMBDA, FAMILIES_WITH_P, FINAL_METRICS
+from studies.catalog import COLUMN_NAMES, FAMILIES_WITH_LAMBDA, FAMILIES_WITH_P, FINAL_METRICS
 from studies.db import (
     FINAL_METRIC_COLUMNS,
     Metric,
     Study,
     Trial,
-    make_engine,
     new_study_id,
     utcnow,
 )
@@ -359,6 +359,25 @@ def mark_running_trials(
     return cast(CursorResult[Any], result).rowcount
 
 
+# the Optuna user attr of a suggestion never trained: it repeats an earlier configuration
+DUPLICATE_ATTR = "duplicate_of"
+
+
+def count_duplicates(*, session: Session, optuna_study_name: str) -> int:
+    """Suggestions of a study's search that were not trained again (read from Optuna's tables,
+    which exist once the service or a driver has started)."""
+    if not inspect(session.get_bind()).has_table("trial_user_attributes"):
+        return 0
+    query = text(
+        "SELECT count(*) FROM trial_user_attributes a"
+        " JOIN trials t ON t.trial_id = a.trial_id"
+        " JOIN studies s ON s.study_id = t.study_id"
+        " WHERE s.study_name = :name AND a.key = :key"
+    )
+    found = session.scalar(query, {"name": optuna_study_name, "key": DUPLICATE_ATTR})
+    return int(found or 0)
+
+
 def count_trials_by_state(*, session: Session, study_id: str) -> dict[str, int]:
     """How many trials of a study are in each state (every state present, zeros included)."""
     rows = session.execute(
@@ -377,17 +396,16 @@ NUMERIC_FIELDS: dict[str, Any] = {
     "replicate": Trial.replicate,
     "config_id": Trial.config_id,
     "p": Trial.p,
-    "lambda": Trial.lam,
-    "lam": Trial.lam,
     "until": Trial.until,
-    "from": Trial.start,
-    "start": Trial.start,
     "lr": Trial.lr,
     "seed": Trial.seed,
     "epochs_done": Trial.epochs_done,
     "best_val_acc": Trial.best_val_acc,
     "diverged_epoch": Trial.diverged_epoch,
     **{name: getattr(Trial, name) for name in FINAL_METRIC_COLUMNS},
+    # a renamed parameter answers to its API name and to its column's
+    **{name: getattr(Trial, column) for name, column in COLUMN_NAMES.items()},
+    **{column: getattr(Trial, column) for column in COLUMN_NAMES.values()},
 }
 CATEGORY_FIELDS: dict[str, Any] = {
     "state": Trial.state,
@@ -416,7 +434,7 @@ def _numeric(name: str, parameter: str) -> ColumnElement[Any]:
     check_numeric(name, parameter)
     if name in NUMERIC_FIELDS:
         return cast(ColumnElement[Any], NUMERIC_FIELDS[name])
-    return Trial.final_metrics[name].as_float()
+    return cast(ColumnElement[Any], Trial.final_metrics[name].as_float())
 
 
 def _filtered(
@@ -577,8 +595,9 @@ def last_metric_values(*, session: Session, study_id: str, name: str) -> dict[in
 # ---------------------------------------------------------------- service queries
 
 
-def set_ray_job_id(*, session: Session, study_id: str, ray_job_id: str) -> Study:
-    """Record the Ray job running a study, leaving its status to the driver."""
+def set_ray_job_id(*, session: Session, study_id: str, ray_job_id: str | None) -> Study:
+    """Record the Ray job running a study, leaving its status to the driver (None: it waits
+    for a slot to start)."""
     study = get_study(session=session, study_id=study_id, for_update=True)
     study.ray_job_id = ray_job_id
     session.flush()
@@ -682,28 +701,3 @@ def iter_epoch_metrics(
     )
     for partition in session.execute(query).partitions():
         yield [(number, epoch, name, value) for number, epoch, name, value in partition]
-
-
-def delete_optuna_study(*, database_url: str, study_name: str) -> bool:
-    """Delete the Optuna study of this name from the database; False when there is none.
-
-    Run it outside any open transaction of ours: Optuna uses its own engine, and on SQLite
-    a write we still hold would block it.
-    """
-    import optuna  # only the service's delete needs it; importing it costs half a second
-
-    engine = make_engine(database_url)
-    try:
-        has_optuna_tables = "studies" in inspect(engine).get_table_names()
-    finally:
-        engine.dispose()
-    if not has_optuna_tables:  # never create Optuna's tables just to find nothing in them
-        return False
-    storage = optuna.storages.RDBStorage(database_url)
-    try:
-        optuna.delete_study(study_name=study_name, storage=storage)
-    except KeyError:
-        return False
-    finally:
-        storage.engine.dispose()
-    return True

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     max_concurrent: int = 64
     max_epochs: int = 1000
     max_seeds: int = 20
+    max_running_studies: int = Field(
+        0, ge=0, description="Study drivers running at once; 0: from the machine's size."
+    )
     max_trial_cpus: float = 256  # per trial, when the Ray cluster's nodes cannot be listed
     max_trial_gpus: float = 16
     max_parameters: int = DEFAULT_MAX_PARAMETERS  # of one trial's model, counted at submit

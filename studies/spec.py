@@ -366,6 +366,9 @@ class StudySpec(_Model):
     search: SearchSpec = SearchSpec()
     seeds: int = Field(default=1, ge=1, le=10**4)
     resources: Resources = Resources()
+    priority: int = Field(
+        default=0, ge=-1000, le=1000, description="Among waiting studies, higher starts first."
+    )
 
     @model_validator(mode="after")
     def _check_across_sections(self) -> StudySpec:

@@ -27,6 +27,7 @@ from studies.db import make_engine, session_factory
 from studies.search_space import make_sampler
 from studies.settings import Settings, apply_ray_environment
 from studies.spec import StudySpec
+from studies.states import StudyState, TrialState
 from workers.data import load_dataset
 from workers.recorder import SqlRecorder
 from workers.tune_adapter import (
@@ -40,37 +41,11 @@ from workers.tune_adapter import (
 
 log = logging.getLogger("decaylab.run")
 DRIVER_LOST = "driver lost: the study's driver died while this trial ran"
-LOST_ATTR = "decaylab_driver_lost"
-FINISHED = (
-    optuna.trial.TrialState.COMPLETE,
-    optuna.trial.TrialState.PRUNED,
-    optuna.trial.TrialState.FAIL,
-)
 
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
     log.warning("signal %s: cancelling the study", signal.Signals(signum).name)
     CANCEL.set()
-
-
-def recover_lost_trials(study: optuna.Study) -> int:
-    """Fail the Optuna trials a dead driver left RUNNING and queue their parameters again."""
-    lost = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-    for trial in lost:
-        study._storage.set_trial_user_attr(trial._trial_id, LOST_ATTR, True)
-        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
-        study.enqueue_trial(trial.params, skip_if_exists=False)
-    return len(lost)
-
-
-def remaining_configurations(study: optuna.Study, n_trials: int) -> int:
-    """Configurations still to run: the budget less those that finished for real."""
-    done = [
-        t
-        for t in study.get_trials(deepcopy=False, states=FINISHED)
-        if not t.user_attrs.get(LOST_ATTR)
-    ]
-    return max(0, n_trials - len(done))
 
 
 @dataclass
@@ -94,7 +69,9 @@ class StudyRun:
             spec.task.dataset,
             data_dir=settings.data_dir,
             val_fraction=spec.task.val_fraction,
-            download=spec.task.download or settings.download,
+            # the operator's DECAYLAB_DOWNLOAD decides: a study's `task.download: true` cannot
+            # override a 0 (a download reaches the internet and fills the shared data directory)
+            download=settings.download,
         )
         return tune.with_parameters(run_trial, data=data)
 
@@ -128,38 +105,58 @@ class StudyRun:
         )
 
 
-def execute(run: StudyRun, *, resume: bool) -> str:
+def check_database(settings: Settings) -> None:
+    """Stop unless this node's database is the service's.
+
+    A database URL with a password never travels with the job (the Jobs API shows it to anyone):
+    the node holds it, and the service sends the URL less its password to check it against.
+    """
+    expected, own = settings.expected_database_url, settings.public_database_url()
+    if expected and own != expected:
+        raise SystemExit(
+            f"this node's database is {own}, the service's {expected}: set DECAYLAB_DATABASE_URL "
+            "or DECAYLAB_DATABASE_URL_FILE in the environment of the Ray node that runs drivers"
+        )
+
+
+def execute(run: StudyRun, *, resume: bool) -> StudyState:
     """Run the study to its end; returns the final status."""
-    storage = optuna.storages.RDBStorage(run.database_url)
     searcher = StudySearcher(
         run.spec,
-        storage=storage,
+        storage=optuna.storages.RDBStorage(run.database_url),
         study_name=run.optuna_study_name,
         sampler=make_sampler(run.spec),
     )
     if resume:
-        lost = recover_lost_trials(searcher.optuna_study)
+        lost = searcher.recover_lost_trials()
         log.info("resume: %d configuration(s) left running by a dead driver run again", lost)
-    remaining = remaining_configurations(searcher.optuna_study, run.spec.search.n_trials)
+    remaining = searcher.remaining_configurations()
     if remaining and not CANCEL.is_set():
+        # an upper bound: a suggestion that repeats a configuration takes an ask but no sample,
+        # and the searcher ends the run once its asks are spent
         run.tuner(searcher, remaining * run.spec.seeds).fit()
-    return "cancelled" if CANCEL.is_set() else "succeeded"
+    return StudyState.CANCELLED if CANCEL.is_set() else StudyState.SUCCEEDED
 
 
 def _begin(sessions: sessionmaker[Session], study_id: str, settings: Settings) -> StudyRun:
-    """Load the spec, end trials a dead driver left running, and mark the study running."""
+    """End trials a dead driver left running, load the spec, and mark the study running."""
     with sessions() as session:
         study = repository.get_study(session=session, study_id=study_id)
+        _fail_running_trials(session, study_id, DRIVER_LOST)
+        session.commit()  # first, so that no trial stays running if the spec does not load
         spec = StudySpec.model_validate(study.spec)
-        repository.mark_running_trials(
-            session=session, study_id=study_id, state="failed", error=DRIVER_LOST
-        )
-        repository.set_study_status(session=session, study_id=study_id, status="running")
+        repository.set_study_status(session=session, study_id=study_id, status=StudyState.RUNNING)
         run = StudyRun(
             study_id, study.optuna_study_name, spec, settings, settings.resolved_database_url()
         )
         session.commit()
     return run
+
+
+def _fail_running_trials(session: Session, study_id: str, error: str) -> None:
+    repository.mark_running_trials(
+        session=session, study_id=study_id, state=TrialState.FAILED, error=error
+    )
 
 
 def _end(sessions: sessionmaker[Session], study_id: str, status: str, error: str | None) -> str:
@@ -196,10 +193,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     settings = Settings()
     apply_ray_environment(settings.home)
+    check_database(settings)
     sessions = session_factory(make_engine(settings.resolved_database_url()))
-    run = _begin(sessions, args.study_id, settings)
-    status, error = "failed", None
+    status: str = StudyState.FAILED
+    error: str | None = None
     try:
+        run = _begin(sessions, args.study_id, settings)
         ray.init(address=args.ray_address, num_cpus=args.num_cpus, log_to_driver=True)
         # after ray.init, which installs a SIGTERM handler that exits the process
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -208,10 +207,14 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         log.exception("the study failed")
         error = f"{type(exc).__name__}: {exc}"
+        # Tune is gone with whatever it ran: its trials end with the study's reason
+        with sessions() as session:
+            _fail_running_trials(session, args.study_id, error)
+            session.commit()
     finally:
         status = _end(sessions, args.study_id, status, error)
     log.info("study %s %s", args.study_id, status)
-    return 0 if status != "failed" else 1
+    return 0 if status != StudyState.FAILED else 1
 
 
 if __name__ == "__main__":

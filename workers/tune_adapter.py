@@ -1,8 +1,9 @@
 """The thin seams between decaylab and Ray Tune: the trainable, the searcher and the scheduler.
 
-`run_trial` wraps `workers.train.train` in a few lines; `StudySearcher` is Ray's `OptunaSearch`
-with the study's define-by-run space, seed replicates, and a correct account of early-stopped
-trials; `make_scheduler` builds ASHA / median stopping from the spec.
+`run_trial` wraps `workers.train.train` in a few lines; `StudySearcher` is a Ray Tune `Searcher`
+that owns the study's Optuna study (ask and tell), with seed replicates, no configuration trained
+twice, and a correct account of early-stopped trials; `make_scheduler` builds ASHA / median
+stopping from the spec.
 """
 
 from __future__ import annotations
@@ -15,13 +16,16 @@ from typing import Any
 
 import optuna
 import ray
-from optuna.trial import TrialState
+from optuna.trial import TrialState as OptunaState
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule, TrialScheduler
-from ray.tune.search.optuna import OptunaSearch
+from ray.tune.search import Searcher
 
-from studies.search_space import resolve_config, suggest
+from studies.optuna_tables import finished_for_real, recover_lost_trials
+from studies.repository import DUPLICATE_ATTR
+from studies.search_space import configuration_key, directions, resolve_config, suggest
 from studies.spec import StudySpec
+from studies.states import TrialState
 from studies.trial_config import TrialConfig
 from workers.data import DatasetSplits
 from workers.train import train
@@ -80,13 +84,13 @@ def trial_dirname(trial: Any) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def trial_outcome(result: dict[str, Any] | None, epochs: int, error: bool) -> str:
+def trial_outcome(result: dict[str, Any] | None, epochs: int, error: bool) -> TrialState:
     """How a finished Tune trial ended: completed, pruned, diverged or failed."""
     if error or not result or TRIAL_ERROR in result:
-        return "failed"
+        return TrialState.FAILED
     if result.get("diverged"):
-        return "diverged"
-    return "completed" if result.get(EPOCH, 0) >= epochs else "pruned"
+        return TrialState.DIVERGED
+    return TrialState.COMPLETED if result.get(EPOCH, 0) >= epochs else TrialState.PRUNED
 
 
 @dataclass
@@ -95,15 +99,27 @@ class _Config:
 
     ot_trial: optuna.Trial
     params: dict[str, Any]
-    outcomes: dict[int, tuple[str, dict[str, Any] | None]] = field(default_factory=dict)
+    key: tuple[Any, ...]
+    outcomes: dict[int, tuple[TrialState, dict[str, Any] | None]] = field(default_factory=dict)
+    # later suggestions of the same configuration, told this one's result when it ends
+    duplicates: list[optuna.Trial] = field(default_factory=list)
 
 
-class StudySearcher(OptunaSearch):
-    """OptunaSearch over a StudySpec, with `seeds` replicates per suggested configuration.
+class StudySearcher(Searcher):
+    """Ray Tune's searcher over the study's Optuna study, through Optuna's ask-and-tell API.
 
-    Ray's OptunaSearch tells Optuna COMPLETE with the truncated score when a scheduler stops a
-    trial early, so the sampler learns from half-trained results. Here such a trial is told
-    PRUNED, a diverged or failed one FAIL, and a configuration's value is the mean over seeds.
+    Each suggested configuration runs as `seeds` Tune trials (replicate r with seed r); once all
+    ended Optuna is told the mean over seeds (COMPLETE), PRUNED when a scheduler stopped one
+    early (Ray's OptunaSearch would tell COMPLETE with the truncated score, so the sampler would
+    learn from half-trained results), FAIL when one failed or diverged.
+
+    No configuration trains twice (`configuration_key` says which are the same). A repeated
+    suggestion spends one ask of the budget and no training, and is told the earlier
+    configuration's outcome, with `duplicate_of` (its trial number) in its user attrs: at once
+    when that one has ended, else when it ends. A failed configuration is not retried either:
+    its replicates would run with the same seeds. The budget is `n_trials` asks, less those that
+    finished for real before this driver (`remaining_configurations`); once it is spent and every
+    replicate handed out, the searcher tells Tune it has FINISHED.
     """
 
     def __init__(
@@ -114,42 +130,88 @@ class StudySearcher(OptunaSearch):
         study_name: str,
         sampler: optuna.samplers.BaseSampler,
     ) -> None:
-        self.spec = spec
         metrics = [o.metric for o in spec.objectives]
         modes = [o.mode for o in spec.objectives]
-        super().__init__(
-            space=self._define_by_run,
-            metric=metrics if len(metrics) > 1 else metrics[0],
-            mode=modes if len(modes) > 1 else modes[0],
-            sampler=sampler,
-            study_name=study_name,
+        many = len(metrics) > 1
+        super().__init__(metric=metrics if many else metrics[0], mode=modes if many else modes[0])
+        self.spec = spec
+        self.storage = storage
+        # trials only report for Optuna's plots: no pruner may stop them (Tune's scheduler does)
+        self.study = optuna.create_study(
             storage=storage,
+            study_name=study_name,
+            sampler=sampler,
+            pruner=optuna.pruners.NopPruner(),
+            directions=directions(spec),
+            load_if_exists=True,
         )
+        if self.study.get_trials(deepcopy=False):
+            # a resumed study: the seeded sampler, started afresh, would replay its first
+            # suggestions, configurations that already ran
+            sampler.reseed_rng()
         self._configs: dict[int, _Config] = {}
         self._queue: list[tuple[int, int]] = []  # (config number, replicate) still to hand out
         self._tune_trials: dict[str, tuple[int, int]] = {}
-        self._reported: set[int] = set()
-
-    def _define_by_run(self, trial: optuna.Trial) -> dict[str, Any]:
-        return suggest(trial, self.spec)
+        self._asks_left: int | None = None  # set by `remaining_configurations`
+        self._ended: dict[tuple[Any, ...], optuna.trial.FrozenTrial] = {}  # by configuration key
+        self._running: dict[tuple[Any, ...], _Config] = {}
 
     @property
     def optuna_study(self) -> optuna.Study:
         """The Optuna study behind the search."""
-        return self._ot_study
+        return self.study
 
-    def suggest(self, trial_id: str) -> dict[str, Any] | None:
-        """The next (configuration, replicate) as a Tune config."""
-        if not self._queue:
-            ot_trial = self._ot_study.ask()
-            params = self._define_by_run(ot_trial)
-            self._configs[ot_trial.number] = _Config(ot_trial, params)
-            self._queue = [(ot_trial.number, r) for r in range(self.spec.seeds)]
+    def recover_lost_trials(self) -> int:
+        """Fail the trials a dead driver left running and queue their configurations again."""
+        return recover_lost_trials(self.study, self.storage)
+
+    def remaining_configurations(self) -> int:
+        """Learn what already ran, and return how many configurations the budget still allows.
+
+        Call it after `recover_lost_trials`: lost trials neither count nor make a duplicate.
+        """
+        ended = finished_for_real(self.study)
+        self._ended = {}
+        for trial in ended:  # the first of equal configurations is the one a repeat points at
+            self._ended.setdefault(configuration_key(self.spec, trial.params), trial)
+        self._asks_left = max(0, self.spec.search.n_trials - len(ended))
+        return self._asks_left
+
+    def set_search_properties(
+        self, metric: str | None, mode: str | None, config: dict[str, Any], **spec: Any
+    ) -> bool:
+        """Refuse Tune's space, metric and mode: the StudySpec fixes all three."""
+        return False
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        """The next (configuration, replicate) as a Tune config; FINISHED once out of budget."""
+        if not self._queue and not self._ask_new_configuration():
+            return Searcher.FINISHED
         number, replicate = self._queue.pop(0)
         self._tune_trials[trial_id] = (number, replicate)
-        params = self._configs[number].params
-        config = resolve_config(self.spec, params, seed=replicate)
+        config = resolve_config(self.spec, self._configs[number].params, seed=replicate)
         return {**config, CONFIG_NUMBER: number, CONFIG_REPLICATE: replicate}
+
+    def _ask_new_configuration(self) -> bool:
+        """Ask Optuna until it suggests a configuration not yet run; False once out of asks."""
+        if self._asks_left is None:
+            self.remaining_configurations()
+        assert self._asks_left is not None
+        while self._asks_left > 0:
+            self._asks_left -= 1
+            ot_trial = self.study.ask()
+            params = suggest(ot_trial, self.spec)
+            key = configuration_key(self.spec, params)
+            if key in self._ended:
+                self._tell_duplicate(ot_trial, self._ended[key])
+            elif key in self._running:
+                self._running[key].duplicates.append(ot_trial)
+            else:
+                config = _Config(ot_trial, params, key)
+                self._configs[ot_trial.number] = self._running[key] = config
+                self._queue = [(ot_trial.number, r) for r in range(self.spec.seeds)]
+                return True
+        return False
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         """Intermediate values for Optuna's plots: single objective, first replicate only."""
@@ -168,22 +230,36 @@ class StudySearcher(OptunaSearch):
             result,
         )
         if len(config.outcomes) == self.spec.seeds:
-            self._tell(config)
-            del self._configs[number]
+            ended = self._tell(config)
+            del self._configs[number], self._running[config.key]
+            self._ended.setdefault(config.key, ended)
+            for duplicate in config.duplicates:
+                self._tell_duplicate(duplicate, ended)
 
-    def _tell(self, config: _Config) -> None:
+    def _tell(self, config: _Config) -> optuna.trial.FrozenTrial:
         states = {state for state, _ in config.outcomes.values()}
         metrics = self.metric if isinstance(self.metric, list) else [self.metric]
-        if states <= {"completed"}:
+        if states <= {TrialState.COMPLETED}:
             values = [
                 sum(float(r[m]) for _, r in config.outcomes.values() if r) / len(config.outcomes)
                 for m in metrics
             ]
-            self._ot_study.tell(config.ot_trial, values if len(values) > 1 else values[0])
-        elif "failed" in states or "diverged" in states:
-            self._ot_study.tell(config.ot_trial, state=TrialState.FAIL)
-        else:
-            self._ot_study.tell(config.ot_trial, state=TrialState.PRUNED)
+            return self.study.tell(config.ot_trial, values)
+        if states & {TrialState.FAILED, TrialState.DIVERGED}:
+            return self.study.tell(config.ot_trial, state=OptunaState.FAIL)
+        return self.study.tell(config.ot_trial, state=OptunaState.PRUNED)
+
+    def _tell_duplicate(self, ot_trial: optuna.Trial, earlier: optuna.trial.FrozenTrial) -> None:
+        """Tell a repeated suggestion what its configuration's earlier trial was told."""
+        ot_trial.set_user_attr(DUPLICATE_ATTR, earlier.number)
+        if earlier.state == OptunaState.COMPLETE:
+            self.study.tell(ot_trial, earlier.values)
+            return
+        if earlier.state == OptunaState.PRUNED and isinstance(self.metric, str):
+            # a pruned trial's value is its last report, and its curve is how samplers rank it
+            for step, value in sorted(earlier.intermediate_values.items()):
+                ot_trial.report(value, step)
+        self.study.tell(ot_trial, state=earlier.state)
 
     def save(self, checkpoint_path: str) -> None:
         """Nothing to save: the study resumes from the database, not from Tune's checkpoint."""

@@ -91,10 +91,15 @@ def study_detail(session: Session, study: Study) -> StudyDetail:
         )
         for metric, mode in wanted
     ]
+    duplicates = repository.count_duplicates(
+        session=session, optuna_study_name=study.optuna_study_name
+    )
+    seeds = int(study.spec.get("seeds", 1))
     progress = Progress(
         budget=budget(study.spec),
-        finished=sum(counts[state] for state in FINISHED_TRIAL_STATES),
+        finished=sum(counts[state] for state in FINISHED_TRIAL_STATES) + duplicates * seeds,
         counts=counts,
+        duplicates=duplicates,
     )
     out = StudyOut.model_validate(study)
     return StudyDetail(**out.model_dump(), progress=progress, best=values)

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from service.admission import Admission
 from service.api.common import Limit, Name, Offset, StudyId, once_each, study_detail
 from service.auth import JSON_TYPE, ReadAccess, WriteAccess, WriteMedia, media_type
 from service.deps import LauncherDep, LimitsDep, SessionDep, SettingsDep
@@ -15,12 +16,16 @@ from service.errors import LaunchFailed, error_responses
 from service.launcher import ENDED_JOB_STATUSES, Launcher
 from service.schemas import StudyDetail, StudyOut, StudyPage, StudySummary
 from studies import policy, repository
+from studies.db import Study
 from studies.errors import InvalidSpec, InvalidTransition
 from studies.spec import StudySpec, parse_spec_json, parse_spec_text, validate_spec
 from studies.states import ACTIVE_STUDY_STATES, StudyState
 
 router = APIRouter(prefix="/studies", tags=["studies"], dependencies=[ReadAccess])
 
+# cancel and resume: a write (key, JSON or YAML type), on a study, in a status that allows it,
+# through Ray
+TRANSITION_ERRORS = error_responses(401, 404, 409, 415, 422, 503)
 SPEC_BODY = {
     "required": True,
     "description": "A study spec, as JSON or as YAML text.",
@@ -64,19 +69,16 @@ def valid_spec(
     return spec
 
 
-def _submit(session: Session, launcher: Launcher, study_id: str, *, resume: bool) -> None:
-    """Submit the study's job and record its id; a refused submit fails the study (503)."""
-    try:
-        job_id = launcher.submit(study_id, resume=resume)
-    except Exception as error:
-        message = f"submitting the study's Ray job failed: {error}"
-        repository.set_study_status(
-            session=session, study_id=study_id, status=StudyState.FAILED, error=message
-        )
-        session.commit()
-        raise LaunchFailed(message) from error
-    repository.set_ray_job_id(session=session, study_id=study_id, ray_job_id=job_id)
+def _enqueue(request: Request, session: Session, launcher: Launcher, study_id: str) -> Study:
+    """Let the study wait for a slot and start what the slots allow: it starts now if one is
+    free, else when a running study ends. A refused submit fails the study (503)."""
     session.commit()
+    admission: Admission = request.app.state.admission
+    refused = admission.admit(request.app.state.sessions, launcher)
+    if study_id in refused:
+        raise LaunchFailed(refused[study_id])
+    session.expire_all()  # admission wrote through a session of its own
+    return repository.get_study(session=session, study_id=study_id)
 
 
 @router.post(
@@ -90,14 +92,15 @@ def _submit(session: Session, launcher: Launcher, study_id: str, *, resume: bool
 def create_study(
     # declared before the launcher: a bad spec is a 422 even where no launcher is configured
     spec: Annotated[StudySpec, Depends(valid_spec)],
+    request: Request,
     session: SessionDep,
     launcher: LauncherDep,
     response: Response,
 ) -> StudyOut:
-    """Validate a spec (422 naming the field), store the study, submit its Ray job."""
+    """Validate a spec (422 naming the field), store the study, start its Ray job when a slot
+    is free (it waits as queued, without a job, otherwise)."""
     study = repository.create_study(session=session, spec=spec)
-    session.commit()
-    _submit(session, launcher, study.id, resume=False)
+    study = _enqueue(request, session, launcher, study.id)
     response.headers["Location"] = f"/studies/{study.id}"
     return StudyOut.model_validate(study)
 
@@ -126,7 +129,12 @@ def get_study(study_id: StudyId, session: SessionDep) -> StudyDetail:
     return study_detail(session, study)
 
 
-@router.post("/{study_id}/cancel", response_model=StudyOut, dependencies=[WriteAccess, WriteMedia])
+@router.post(
+    "/{study_id}/cancel",
+    response_model=StudyOut,
+    responses=TRANSITION_ERRORS,
+    dependencies=[WriteAccess, WriteMedia],
+)
 def cancel_study(study_id: StudyId, session: SessionDep, launcher: LauncherDep) -> StudyOut:
     """Stop a queued or running study's job and mark it cancelled (409 otherwise)."""
     study = repository.get_study(session=session, study_id=study_id)
@@ -153,9 +161,17 @@ def _resumable(study_status: str, job_status: str | None) -> bool:
     )
 
 
-@router.post("/{study_id}/resume", response_model=StudyOut, dependencies=[WriteAccess, WriteMedia])
-def resume_study(study_id: StudyId, session: SessionDep, launcher: LauncherDep) -> StudyOut:
-    """Submit a new job with --resume for a failed, cancelled or orphaned running study."""
+@router.post(
+    "/{study_id}/resume",
+    response_model=StudyOut,
+    responses=TRANSITION_ERRORS,
+    dependencies=[WriteAccess, WriteMedia],
+)
+def resume_study(
+    study_id: StudyId, request: Request, session: SessionDep, launcher: LauncherDep
+) -> StudyOut:
+    """Queue a failed, cancelled or orphaned running study again; it resumes from the database
+    when a slot is free."""
     study = repository.get_study(session=session, study_id=study_id)
     job_status = None
     if study.status == StudyState.RUNNING and study.ray_job_id is not None:
@@ -164,9 +180,8 @@ def resume_study(study_id: StudyId, session: SessionDep, launcher: LauncherDep) 
         reason = f"its job is {job_status}" if study.status == StudyState.RUNNING else study.status
         raise InvalidTransition(f"study {study_id} cannot be resumed: {reason}")
     repository.set_study_status(session=session, study_id=study_id, status=StudyState.QUEUED)
-    session.commit()
-    _submit(session, launcher, study_id, resume=True)
-    return StudyOut.model_validate(repository.get_study(session=session, study_id=study_id))
+    repository.set_ray_job_id(session=session, study_id=study_id, ray_job_id=None)
+    return StudyOut.model_validate(_enqueue(request, session, launcher, study_id))
 
 
 @router.delete(
@@ -183,7 +198,8 @@ def delete_study(study_id: StudyId, session: SessionDep, settings: SettingsDep) 
     optuna_name = study.optuna_study_name
     repository.delete_study(session=session, study_id=study_id)
     session.commit()
-    repository.delete_optuna_study(
-        database_url=settings.resolved_database_url(), study_name=optuna_name
-    )
+    # optuna costs half a second to import: only this route needs it
+    from studies.optuna_tables import delete_optuna_study
+
+    delete_optuna_study(database_url=settings.resolved_database_url(), study_name=optuna_name)
     return Response(status_code=204)

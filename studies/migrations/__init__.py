@@ -65,17 +65,6 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
-def create_optuna_tables(url: str) -> None:
-    """Optuna's own tables, created once before any study runs.
-
-    Every driver's RDBStorage creates them when missing, and two drivers starting together on
-    a fresh database would race to do it (the loser fails: "table ... already exists").
-    """
-    import optuna  # only set-up needs it here; importing it costs half a second
-
-    optuna.storages.RDBStorage(url).engine.dispose()
-
-
 def main(argv: list[str] | None = None) -> None:
     """The command line of `python -m studies.migrations`."""
     argv = sys.argv[1:] if argv is None else argv
@@ -84,6 +73,9 @@ def main(argv: list[str] | None = None) -> None:
         upgrade(url)  # autogenerate compares against an up-to-date database
         command.revision(alembic_config(url=url), message=argv[1], autogenerate=True)
     elif len(argv) == 2 and argv[0] == "upgrade":
+        # optuna costs half a second to import: only this command needs it here
+        from studies.optuna_tables import create_optuna_tables
+
         upgrade(argv[1])
         create_optuna_tables(argv[1])
     else:

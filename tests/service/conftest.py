@@ -38,6 +38,8 @@ def make_api(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Api]]:
         launcher = launcher or RecordingLauncher()
         # explicit values, so DECAYLAB_* variables of the machine running the tests never leak in
         values = {"api_key": "", "read_auth": False, "ray_address": "", **settings}
+        # every study starts at once unless a test is about the queue
+        values.setdefault("max_running_studies", 1000)
         config = Settings(home=tmp_path / "home", database_url=database_url, **values)
         app = create_app(config, launcher=launcher)
         client = TestClient(app, base_url="http://127.0.0.1")  # a Host the service trusts

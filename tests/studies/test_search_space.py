@@ -12,6 +12,7 @@ import pytest
 from studies.schedules import DecaySchedule, LRSchedule
 from studies.search_space import (
     SAMPLERS,
+    configuration_key,
     directions,
     make_sampler,
     resolve_config,
@@ -211,3 +212,44 @@ def test_grid_sampler_visits_every_grid_point_once() -> None:
     visited = {(p["p"], p["lambda"], p["batch_size"]) for p, _ in _run(spec, 20)}
     expected = set(itertools.product([0.5, 0.75, 1.0, 1.25, 1.5], [1e-4, 1e-3], [32, 64]))
     assert visited == expected
+
+
+KEYED = StudySpec.model_validate(CONDITIONAL)
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "same"),
+    [
+        # floats agree to 6 significant digits, whatever their magnitude
+        ({"lambda": 1.2345671e-3}, {"lambda": 1.2345674e-3}, True),
+        ({"lambda": 1.23456e-3}, {"lambda": 1.23457e-3}, False),
+        ({"lambda": 0.0123456}, {"lambda": 0.01234561}, True),
+        # ints are ints, categorical values are compared as they are
+        ({"batch_size": 64}, {"batch_size": 64.0}, True),
+        ({"batch_size": 64}, {"batch_size": 65}, False),
+        ({"from": 0.25}, {"from": 0.5}, False),
+        # a value whose condition does not hold is no part of the configuration
+        ({"until": 0.3}, {"until": 0.5}, True),
+        ({"schedule": "early", "until": 0.3}, {"schedule": "early", "until": 0.5}, False),
+        # nor is a name outside the space, nor the order the values came in
+        ({"lr": 0.1}, {"lr": 0.2}, True),
+    ],
+)
+def test_configuration_key_says_which_configurations_are_the_same(
+    first: dict[str, Any], second: dict[str, Any], same: bool
+) -> None:
+    base = {"family": "pwd", "p": 1.0, "lambda": 1e-3, "schedule": "late", "from": 0.25}
+    base |= {"batch_size": 64}
+    one, two = {**base, **first}, dict(reversed({**base, **second}.items()))
+    assert (configuration_key(KEYED, one) == configuration_key(KEYED, two)) is same
+
+
+def test_configuration_key_holds_the_searched_values_by_name() -> None:
+    params = {"family": "l2", "p": 1.5, "lambda": 0.000123456789, "schedule": "full"}
+    params |= {"until": 0.4, "batch_size": 100}
+    assert configuration_key(KEYED, params) == (
+        ("batch_size", 100),
+        ("family", "l2"),
+        ("lambda", 0.000123457),
+        ("schedule", "full"),
+    )
