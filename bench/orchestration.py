@@ -43,7 +43,7 @@ from studies import repository
 from studies.db import Metric, Trial, make_engine, session_factory
 from studies.migrations import upgrade
 from studies.search_space import make_sampler, resolve_config, suggest
-from studies.settings import Settings, apply_ray_environment
+from studies.settings import DriverSettings, apply_ray_environment
 from studies.spec import StudySpec, validate_spec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -172,7 +172,7 @@ def engine_run(spec: StudySpec, seconds: float, home: Path) -> EngineTimes:
         with timeline.open("a") as out:
             out.write(json.dumps(span) + "\n")
 
-    settings = Settings(home=home, database_url=url)
+    settings = DriverSettings(home=home, database_url=url)
     run = StudyRun(study_id, optuna_name, spec, settings, url, trainable=trainable)
     start = time.time()
     status = execute(run, resume=False)

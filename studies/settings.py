@@ -1,4 +1,5 @@
-"""Process settings from `DECAYLAB_*` variables, read once and passed down."""
+"""Process settings from `DECAYLAB_*` variables, read once and passed down: what each kind of
+process needs (the service, a study's driver); trials read none (their config says it all)."""
 
 from __future__ import annotations
 
@@ -15,19 +16,51 @@ from studies.model_catalog import DEFAULT_MAX_PARAMETERS
 DEFAULT_HOME = Path(".decaylab")
 
 
-class Settings(BaseSettings):
-    """Everything a decaylab process reads from its environment."""
+class StoreSettings(BaseSettings):
+    """What every decaylab process reads: where its home, database and data are."""
 
     model_config = SettingsConfigDict(env_prefix="DECAYLAB_", extra="ignore")
 
     home: Path = Field(DEFAULT_HOME, description="Working directory for the embedded default.")
     database_url: str = Field("", description="SQLAlchemy URL; empty means SQLite under home.")
+    database_url_file: Path | None = Field(
+        None, description="A file holding the database URL (a Docker secret); wins if set."
+    )
+    data_dir: Path = Field(Path(".decaylab/data"), description="Where datasets live.")
+    download: bool = Field(False, description="Allow torchvision datasets to be downloaded.")
+
+    def resolved_database_url(self) -> str:
+        """The database URL: from `database_url_file`, else `database_url`, else SQLite."""
+        if self.database_url_file is not None:
+            return self.database_url_file.read_text().strip()
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.home / 'decaylab.db').resolve()}"
+
+    def public_database_url(self) -> str:
+        """The database URL less its password (one in the query too): safe to show anyone."""
+        url = make_url(self.resolved_database_url())
+        query = {key: value for key, value in url.query.items() if "password" not in key.lower()}
+        public = URL.create(url.drivername, url.username, None, url.host, url.port, url.database)
+        return public.set(query=query).render_as_string(hide_password=False)
+
+
+class DriverSettings(StoreSettings):
+    """A study's driver (`python -m workers.run`): the store, and the service's database to
+    check its own against (the service sends it less its password)."""
+
+    expected_database_url: str = Field(
+        "", description="The service's database URL less its password."
+    )
+
+
+class Settings(StoreSettings):
+    """The service (`decaylab serve`) and its clients: the API, Ray, and the limits on studies."""
+
     ray_address: str = Field("", description="Ray Jobs address; empty starts a local head.")
     dashboard_url: str = Field(
         "", description="The Ray dashboard as a browser reaches it; empty: the Jobs address."
     )
-    data_dir: Path = Field(Path(".decaylab/data"), description="Where datasets live.")
-    download: bool = Field(False, description="Allow torchvision datasets to be downloaded.")
     api_key: str = Field("", description="Bearer key required by write endpoints when set.")
     read_auth: bool = Field(False, description="Require the API key for reads as well.")
     api_host: str = Field("127.0.0.1", description="Where the API listens; loopback by default.")
@@ -47,12 +80,6 @@ class Settings(BaseSettings):
     max_trial_cpus: float = 256  # per trial, when the Ray cluster's nodes cannot be listed
     max_trial_gpus: float = 16
     max_parameters: int = DEFAULT_MAX_PARAMETERS  # of one trial's model, counted at submit
-    database_url_file: Path | None = Field(
-        None, description="A file holding the database URL (a Docker secret); wins if set."
-    )
-    expected_database_url: str = Field(
-        "", description="In a study's driver: the service's database URL less its password."
-    )
 
     @property
     def listens_beyond_loopback(self) -> bool:
@@ -68,21 +95,6 @@ class Settings(BaseSettings):
         if is_loopback(self.api_host):
             return ["127.0.0.1", "localhost", "[::1]", self.api_host]
         return [self.api_host, "127.0.0.1", "localhost"]
-
-    def resolved_database_url(self) -> str:
-        """The database URL: from `database_url_file`, else `database_url`, else SQLite."""
-        if self.database_url_file is not None:
-            return self.database_url_file.read_text().strip()
-        if self.database_url:
-            return self.database_url
-        return f"sqlite:///{(self.home / 'decaylab.db').resolve()}"
-
-    def public_database_url(self) -> str:
-        """The database URL less its password (one in the query too): safe to show anyone."""
-        url = make_url(self.resolved_database_url())
-        query = {key: value for key, value in url.query.items() if "password" not in key.lower()}
-        public = URL.create(url.drivername, url.username, None, url.host, url.port, url.database)
-        return public.set(query=query).render_as_string(hide_password=False)
 
 
 def is_loopback(host: str) -> bool:

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from studies import repository
 from studies.db import make_engine, session_factory
 from studies.search_space import make_sampler
-from studies.settings import Settings, apply_ray_environment
+from studies.settings import DriverSettings, apply_ray_environment
 from studies.spec import StudySpec
 from studies.states import StudyState, TrialState
 from workers.data import load_dataset
@@ -55,7 +55,7 @@ class StudyRun:
     study_id: str
     optuna_study_name: str
     spec: StudySpec
-    settings: Settings
+    settings: DriverSettings
     database_url: str
     # None trains for real; bench/orchestration.py runs a fixed-cost trainable through the engine
     trainable: Callable[[dict[str, Any]], None] | None = None
@@ -105,7 +105,7 @@ class StudyRun:
         )
 
 
-def check_database(settings: Settings) -> None:
+def check_database(settings: DriverSettings) -> None:
     """Stop unless this node's database is the service's.
 
     A database URL with a password never travels with the job (the Jobs API shows it to anyone):
@@ -138,7 +138,7 @@ def execute(run: StudyRun, *, resume: bool) -> StudyState:
     return StudyState.CANCELLED if CANCEL.is_set() else StudyState.SUCCEEDED
 
 
-def _begin(sessions: sessionmaker[Session], study_id: str, settings: Settings) -> StudyRun:
+def _begin(sessions: sessionmaker[Session], study_id: str, settings: DriverSettings) -> StudyRun:
     """End trials a dead driver left running, load the spec, and mark the study running."""
     with sessions() as session:
         study = repository.get_study(session=session, study_id=study_id)
@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     # Tune's result files are off (our tables hold the results); its warning about them is noise
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
-    settings = Settings()
+    settings = DriverSettings()
     apply_ray_environment(settings.home)
     check_database(settings)
     sessions = session_factory(make_engine(settings.resolved_database_url()))

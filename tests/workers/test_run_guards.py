@@ -9,7 +9,7 @@ import pytest
 from factories import make_spec
 
 import workers.data
-from studies.settings import Settings
+from studies.settings import DriverSettings
 from workers.data import DatasetUnavailable
 from workers.run import StudyRun, check_database
 
@@ -32,7 +32,7 @@ def test_only_the_operator_lets_a_study_download(
     monkeypatch.setattr(workers.data, "_torchvision_download", download)
     task = {"dataset": "fashion_mnist", "model": "mlp", "epochs": 1, "download": study_asks}
     spec = make_spec(task=task)
-    settings = Settings(home=tmp_path, data_dir=tmp_path / "empty", download=operator_allows)
+    settings = DriverSettings(home=tmp_path, data_dir=tmp_path / "empty", download=operator_allows)
     run = StudyRun("id", "optuna-name", spec, settings, "sqlite://")
     with pytest.raises(DownloadAttempted if downloads else DatasetUnavailable) as caught:
         run._trainable()
@@ -42,15 +42,15 @@ def test_only_the_operator_lets_a_study_download(
 
 def test_a_driver_refuses_a_database_that_is_not_the_services(tmp_path: Path) -> None:
     expected = "postgresql+psycopg://decaylab@db/decaylab"
-    fallback = Settings(
+    fallback = DriverSettings(
         home=tmp_path, database_url="", database_url_file=None, expected_database_url=expected
     )
     with pytest.raises(SystemExit, match="DECAYLAB_DATABASE_URL_FILE") as caught:
         check_database(fallback)  # the node lacks the URL: not SQLite under home instead
     assert "sqlite:///" in str(caught.value) and expected in str(caught.value)
-    own = Settings(
+    own = DriverSettings(
         home=tmp_path, database_url="postgresql+psycopg://decaylab:pw@db/decaylab",
         expected_database_url=expected,
     )  # fmt: skip
     check_database(own)
-    check_database(Settings(home=tmp_path, database_url="", expected_database_url=""))
+    check_database(DriverSettings(home=tmp_path, database_url="", expected_database_url=""))
