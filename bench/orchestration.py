@@ -200,18 +200,19 @@ def recorder_rate(url: str, n_trials: int = 20, epochs: int = 30) -> tuple[float
     from ray.tune.experiment import Trial as TuneTrial
 
     from workers.recorder import SqlRecorder
-    from workers.tune_adapter import CONFIG_NUMBER, CONFIG_REPLICATE, EPOCH
+    from workers.tune_adapter import CONFIG_NUMBER, CONFIG_PARAMS, CONFIG_REPLICATE, EPOCH
 
     upgrade(url)
     spec = bench_spec(n_trials)
     with session_factory(make_engine(url))() as session:
         study_id = repository.create_study(session=session, spec=spec).id
         session.commit()
-    recorder = SqlRecorder(url, study_id, epochs=epochs, searched=list(spec.space))
+    recorder = SqlRecorder(url, study_id, epochs=epochs)
     elapsed = 0.0
     for number in range(n_trials):
         config = {"p": 1.0, "lam": 10 ** (-1 - 4 * number / n_trials), "schedule": "full"}
-        config |= {"seed": 0, CONFIG_NUMBER: number, CONFIG_REPLICATE: 0}
+        params = {"p": config["p"], "lambda": config["lam"], "schedule": "full"}
+        config |= {"seed": 0, CONFIG_NUMBER: number, CONFIG_REPLICATE: 0, CONFIG_PARAMS: params}
         trial = TuneTrial("bench", config=config, trial_id=f"t{number:05d}", stub=True)
         tick = time.perf_counter()
         recorder.on_trial_start(0, [], trial)

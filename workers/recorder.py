@@ -11,10 +11,10 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from studies import repository
-from studies.catalog import column_name
 from studies.db import make_engine, session_factory
 from workers.tune_adapter import (
     CONFIG_NUMBER,
+    CONFIG_PARAMS,
     CONFIG_REPLICATE,
     EPOCH,
     TRIAL_ERROR,
@@ -42,13 +42,10 @@ class SqlRecorder(tune.Callback):
     It holds a database URL, not a connection: Tune pickles callbacks, and an engine holds locks.
     """
 
-    def __init__(
-        self, database_url: str, study_id: str, *, epochs: int, searched: list[str]
-    ) -> None:
+    def __init__(self, database_url: str, study_id: str, *, epochs: int) -> None:
         self.database_url = database_url
         self.study_id = study_id
         self.epochs = epochs
-        self.searched = searched
         self._engine: Engine | None = None
         self._sessions: sessionmaker[Session] | None = None
         self._trial_rows: dict[str, int] = {}
@@ -67,7 +64,9 @@ class SqlRecorder(tune.Callback):
     def on_trial_start(self, iteration: int, trials: Trials, trial: Trial, **info: Any) -> None:
         """Insert the trial's row (idempotent: a retried trial keeps its row)."""
         config = trial.config
-        params = {name: config.get(column_name(name)) for name in self.searched}
+        # what the searcher suggested, by the spec's names: parameters inactive under `when`
+        # are absent, not rebuilt from the flattened config
+        params = dict(config.get(CONFIG_PARAMS, {}))
         with self._session() as session:
             row = repository.start_trial(
                 session=session,

@@ -80,9 +80,7 @@ class StudyRun:
         spec, settings = self.spec, self.settings
         resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
         trainable = tune.with_resources(self._trainable(), resources)
-        recorder = SqlRecorder(
-            self.database_url, self.study_id, epochs=spec.task.epochs, searched=list(spec.space)
-        )
+        recorder = SqlRecorder(self.database_url, self.study_id, epochs=spec.task.epochs)
         return tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(

@@ -33,7 +33,9 @@ from workers.train import train
 # keys the trainable adds to its reports beside the metrics
 EPOCH, TRIAL_INFO, TRIAL_ERROR = "epoch", "trial_info", "trial_error"
 # config keys that carry bookkeeping, not training settings
-CONFIG_NUMBER, CONFIG_REPLICATE = "_config_number", "_replicate"
+# keys the searcher adds to a trial's Tune config (the trainable drops every "_" key): which
+# configuration and replicate it is, and exactly what Optuna suggested (for the recorder)
+CONFIG_NUMBER, CONFIG_REPLICATE, CONFIG_PARAMS = "_config_number", "_replicate", "_params"
 
 
 # Set by the driver's signal handler and read by the Stopper through this module: the Stopper is
@@ -189,8 +191,14 @@ class StudySearcher(Searcher):
             return Searcher.FINISHED
         number, replicate = self._queue.pop(0)
         self._tune_trials[trial_id] = (number, replicate)
-        config = resolve_config(self.spec, self._configs[number].params, seed=replicate)
-        return {**config, CONFIG_NUMBER: number, CONFIG_REPLICATE: replicate}
+        params = self._configs[number].params
+        config = resolve_config(self.spec, params, seed=replicate)
+        return {
+            **config,
+            CONFIG_NUMBER: number,
+            CONFIG_REPLICATE: replicate,
+            CONFIG_PARAMS: dict(params),
+        }
 
     def _ask_new_configuration(self) -> bool:
         """Ask Optuna until it suggests a configuration not yet run; False once out of asks."""
@@ -289,6 +297,7 @@ def make_scheduler(spec: StudySpec) -> TrialScheduler:
 __all__ = [
     "CANCEL",
     "CONFIG_NUMBER",
+    "CONFIG_PARAMS",
     "CONFIG_REPLICATE",
     "TRIAL_ERROR",
     "TRIAL_INFO",

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from studies.db import Metric
 from studies.db import Trial as TrialRow
 from workers.recorder import SqlRecorder
-from workers.tune_adapter import CONFIG_NUMBER, CONFIG_REPLICATE, TRIAL_INFO
+from workers.tune_adapter import CONFIG_NUMBER, CONFIG_PARAMS, CONFIG_REPLICATE, TRIAL_INFO
 
 EPOCHS = 3
 METRICS = {"val_acc": 0.5, "val_loss": 1.0, "sparsity": 0.25}
@@ -19,7 +19,8 @@ METRICS = {"val_acc": 0.5, "val_loss": 1.0, "sparsity": 0.25}
 
 def tune_trial(trial_id: str, number: int = 0) -> Trial:
     config = {"p": 0.8, "lam": 1e-3, "schedule": "full", "seed": 0}
-    config |= {CONFIG_NUMBER: number, CONFIG_REPLICATE: 0}
+    params = {"p": 0.8, "lambda": 1e-3, "schedule": "full"}  # what the searcher suggested
+    config |= {CONFIG_NUMBER: number, CONFIG_REPLICATE: 0, CONFIG_PARAMS: params}
     return Trial("recorder-test", config=config, trial_id=trial_id, stub=True)
 
 
@@ -41,7 +42,7 @@ def new_recorder(url: str) -> tuple[SqlRecorder, str]:
     with database(url) as sessions, sessions() as session:
         study_id = make_study(session).id
         session.commit()
-    recorder = SqlRecorder(url, study_id, epochs=EPOCHS, searched=["p", "lambda", "schedule"])
+    recorder = SqlRecorder(url, study_id, epochs=EPOCHS)
     return recorder, study_id
 
 
