@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from studies import repository
 from studies.db import make_engine, session_factory
+from studies.states import TrialState
 from workers.tune_adapter import (
     CONFIG_NUMBER,
     CONFIG_PARAMS,
@@ -120,6 +121,6 @@ class SqlRecorder(tune.Callback):
                 state=state,
                 final_metrics=result_metrics(result),
                 error=error,
-                diverged_epoch=result.get(EPOCH) if state == "diverged" else None,
+                diverged_epoch=result.get(EPOCH) if state == TrialState.DIVERGED else None,
             )
             session.commit()

@@ -27,7 +27,7 @@ from studies.db import make_engine, session_factory
 from studies.search_space import make_sampler
 from studies.settings import DriverSettings, apply_ray_environment
 from studies.spec import StudySpec
-from studies.states import StudyState, TrialState
+from studies.states import RESULT_TRIAL_STATES, StudyState, TrialState
 from workers.data import load_dataset
 from workers.recorder import SqlRecorder
 from workers.tune_adapter import (
@@ -160,15 +160,18 @@ def _fail_running_trials(session: Session, study_id: str, error: str) -> None:
 def _end(sessions: sessionmaker[Session], study_id: str, status: str, error: str | None) -> str:
     """Record how the study ended; a study in which no trial produced a result has failed."""
     with sessions() as session:
-        if status == "cancelled":
+        if status == StudyState.CANCELLED:
             repository.mark_running_trials(
-                session=session, study_id=study_id, state="cancelled", error="cancelled"
+                session=session, study_id=study_id, state=TrialState.CANCELLED, error="cancelled"
             )
         counts = repository.count_trials_by_state(session=session, study_id=study_id)
-        if status == "succeeded" and counts["completed"] + counts["pruned"] == 0:
-            status = "failed"
+        if status == StudyState.SUCCEEDED and not any(counts[s] for s in RESULT_TRIAL_STATES):
+            status = StudyState.FAILED
             failed = repository.list_trials(
-                session=session, study_id=study_id, states=["failed", "diverged"], limit=1
+                session=session,
+                study_id=study_id,
+                states=[TrialState.FAILED, TrialState.DIVERGED],
+                limit=1,
             )
             first = failed.items[0] if failed.items else None
             reason = (first.error or first.state) if first else "no trial ran"

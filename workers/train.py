@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from studies.states import TrialState
 from studies.trial_config import TrialConfig
 from workers.data import DatasetSplits, augment_cifar, iterate_batches, load_dataset
 from workers.metrics import (
@@ -244,11 +245,11 @@ def train(
         on_start(info)
     metrics: dict[str, float] = {}
     histogram: dict[str, Any] | None = None
-    best_val_acc, status, diverged_epoch, epoch = -math.inf, "completed", None, 0
+    best_val_acc, status, diverged_epoch, epoch = -math.inf, TrialState.COMPLETED, None, 0
     for epoch in range(1, config.epochs + 1):
         metrics = trial.epoch()
         if not _finite(metrics):
-            status, diverged_epoch = "diverged", epoch
+            status, diverged_epoch = TrialState.DIVERGED, epoch
             metrics["diverged"] = 1.0
         elif epoch == config.epochs:
             metrics["test_acc"] = evaluate(trial.model, *trial.data.test, amp=config.amp)[1]
@@ -258,7 +259,7 @@ def train(
         best_val_acc = max(best_val_acc, metrics["val_acc"])
         if report is not None:
             report(epoch, metrics)
-        if status == "diverged":
+        if status == TrialState.DIVERGED:
             break
     return TrainResult(
         status=status,

@@ -19,6 +19,7 @@ from functools import partial
 from typing import Any
 
 from studies.analysis import Summary, summarize
+from studies.states import TrialState
 
 Trial = Mapping[str, Any]
 Trials = Mapping[str, Sequence[Trial]]  # study name -> its trials (API dicts)
@@ -78,7 +79,7 @@ class Config:
 
 
 def usable(trial: Trial) -> bool:
-    return trial.get("state") == "completed" and trial.get("diverged_epoch") is None
+    return trial.get("state") == TrialState.COMPLETED and trial.get("diverged_epoch") is None
 
 
 def configurations(study: str, trials: Sequence[Trial]) -> list[Config]:

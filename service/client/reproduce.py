@@ -34,10 +34,11 @@ from studies import catalog
 from studies.catalog import FAMILIES
 from studies.settings import Settings
 from studies.spec import parse_spec_text
+from studies.states import TERMINAL_STUDY_STATES, StudyState
 
 # beside studies/catalog.py (importlib.resources would find tests/studies first under pytest)
 EXAMPLES = Path(catalog.__file__).with_name("examples")
-TERMINAL = ("succeeded", "failed", "cancelled")
+TERMINAL = tuple(TERMINAL_STUDY_STATES)
 IN_FLIGHT = 2  # studies submitted at once
 POLL_S = 2.0
 QUICK_CLAIMS = ("1", "2a", "3a decoupled", "3b decoupled", "3c decoupled")
@@ -209,7 +210,7 @@ def reproduce(client: ApiClient, claims: Sequence[Claim], quick: bool, out_dir: 
     reports = write_reports(client, details, out_dir)
     print(f"\n{md}\n{js}\n" + "\n".join(map(str, reports)))
     print("(the studies stay in the database: decaylab ls, trials, report)")
-    failed = [name for name, d in details.items() if d["status"] != "succeeded"]
+    failed = [name for name, d in details.items() if d["status"] != StudyState.SUCCEEDED]
     if failed:
         print(f"studies that did not succeed: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0

@@ -14,6 +14,7 @@ from typing import Any
 from service.client.api import ApiClient
 from service.client.report.importance import final_metric
 from studies.analysis import best_index
+from studies.states import TrialState
 
 PAGE = 1000  # the API's largest page
 CURVE_METRICS = ("val_acc", "weight_norm")
@@ -45,7 +46,9 @@ class ReportData:
 
 def usable_trials(trials: Sequence[Json]) -> list[Json]:
     """Completed trials without a divergence."""
-    return [t for t in trials if t["state"] == "completed" and t.get("diverged_epoch") is None]
+    return [
+        t for t in trials if t["state"] == TrialState.COMPLETED and t.get("diverged_epoch") is None
+    ]
 
 
 def by_number(trials: Sequence[Json]) -> list[Json]:
