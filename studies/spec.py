@@ -312,7 +312,8 @@ class SchedulerSpec(_Model):
 
 
 class SearchSpec(_Model):
-    """How Optuna searches; `sampler` defaults to tpe, or nsga2 for 2+ objectives.
+    """How Optuna searches; without a `sampler`, decaylab's default (a stratified start, then
+    multivariate TPE: studies.search_space.make_sampler, chosen by bench/search.py).
 
     Args:
         n_trials: configurations to try; each runs `seeds` times.
@@ -379,10 +380,9 @@ class StudySpec(_Model):
 
     @property
     def sampler_name(self) -> str:
-        """The sampler that runs: the one named, else tpe (nsga2 for several objectives)."""
-        if self.search.sampler is not None:
-            return self.search.sampler
-        return "nsga2" if self.is_multi_objective else "tpe"
+        """The sampler named, else "tpe", which the default ends in (for the checks that hold
+        for a named sampler: cmaes, qmc and grid have rules of their own)."""
+        return self.search.sampler or "tpe"
 
     @property
     def is_multi_objective(self) -> bool:

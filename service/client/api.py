@@ -10,6 +10,9 @@ from typing import Any
 import httpx
 
 DEFAULT_API = "http://127.0.0.1:8000"
+STUDY_ID_LENGTH = 36  # a whole id (a UUID) is used as given: the routes answer 404 for no study
+PAGE_SIZE = 1000  # the most GET /studies returns at once
+SHOWN_MATCHES = 5  # ids an ambiguous prefix's error names
 
 
 class ApiError(Exception):
@@ -79,6 +82,43 @@ class ApiClient:
             "/studies", content=text.encode(), headers={"Content-Type": content_type}
         )
         return result
+
+    def study_ids(self, page_size: int = PAGE_SIZE) -> Iterator[str]:
+        """Every study's id, newest first, page by page."""
+        offset, seen = 0, set()
+        while True:
+            page = self.get("/studies", limit=page_size, offset=offset)
+            for study in page["items"]:
+                if study["id"] not in seen:  # a study created meanwhile shifts the pages
+                    seen.add(study["id"])
+                    yield study["id"]
+            offset += page_size
+            if not page["items"] or offset >= page["total"]:
+                return
+
+    def resolve_study_id(self, prefix: str, page_size: int = PAGE_SIZE) -> str:
+        """The id of the one study whose id starts with `prefix` (as git takes a short hash).
+
+        ApiError names the matches when several studies share the prefix, or says none does.
+        """
+        wanted = prefix.strip().lower()
+        if not wanted:
+            raise ApiError("a study id cannot be empty (see `decaylab ls`)")
+        if len(wanted) >= STUDY_ID_LENGTH:
+            return prefix.strip()
+        matches = [i for i in self.study_ids(page_size) if i.lower().startswith(wanted)]
+        if not matches:
+            raise ApiError(f"no study id starts with {prefix!r} (see `decaylab ls`)")
+        if len(matches) > 1:
+            shown = ", ".join(matches[:SHOWN_MATCHES])
+            more = (
+                f" and {len(matches) - SHOWN_MATCHES} more" if len(matches) > SHOWN_MATCHES else ""
+            )
+            raise ApiError(
+                f"{prefix!r} is ambiguous: {len(matches)} study ids start with it ({shown}{more});"
+                " give more characters"
+            )
+        return matches[0]
 
     def stream(self, path: str, **params: Any) -> Iterator[bytes]:
         """The body of a streamed GET, chunk by chunk."""

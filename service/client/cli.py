@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from service.client.api import DEFAULT_API, ApiClient, ApiError
+from studies.states import TERMINAL_STUDY_STATES, StudyState
 
 app = typer.Typer(
     help="decaylab: weight-decay studies on Ray Tune + Optuna, results in SQL.",
@@ -24,8 +25,10 @@ app = typer.Typer(
 )
 # a pipe or a log file gets wide tables rather than columns cut to "…"
 console = Console() if sys.stdout.isatty() else Console(width=200)
-TERMINAL = ("succeeded", "failed", "cancelled")
-StudyId = Annotated[str, typer.Argument(help="the study's id (see `decaylab ls`)")]
+TERMINAL = tuple(TERMINAL_STUDY_STATES)
+StudyId = Annotated[
+    str, typer.Argument(help="the study's id, or a unique prefix of it (see `decaylab ls`)")
+]
 
 
 def _version(value: bool) -> None:
@@ -53,6 +56,12 @@ def _root(
 def _client(ctx: typer.Context) -> ApiClient:
     client: ApiClient = ctx.obj
     return client
+
+
+def _study(ctx: typer.Context, study_id: str) -> tuple[ApiClient, str]:
+    """The client and the whole id of the study that `study_id` (an id or a prefix) names."""
+    client = _client(ctx)
+    return client, client.resolve_study_id(study_id)
 
 
 def _fmt(value: Any) -> str:
@@ -118,7 +127,7 @@ def _best_text(detail: dict[str, Any]) -> str:
 @app.command()
 def watch(ctx: typer.Context, study_id: StudyId, interval: float = 1.0) -> None:
     """A live progress bar until the study ends; exit status 0 only if it succeeded."""
-    client = _client(ctx)
+    client, study_id = _study(ctx, study_id)
     detail = client.get(f"/studies/{study_id}")
     columns = (
         TextColumn("{task.description}"),
@@ -144,7 +153,7 @@ def watch(ctx: typer.Context, study_id: StudyId, interval: float = 1.0) -> None:
     if detail.get("error"):
         console.print(f"[red]{detail['error']}[/red]")
     console.print(f"study {study_id} {detail['status']}")
-    if detail["status"] != "succeeded":
+    if detail["status"] != StudyState.SUCCEEDED:
         raise typer.Exit(1)
 
 
@@ -159,7 +168,8 @@ def list_studies(ctx: typer.Context, status: str | None = None, limit: int = 50)
 @app.command()
 def show(ctx: typer.Context, study_id: StudyId) -> None:
     """One study: status, progress by state, best values."""
-    detail = _client(ctx).get(f"/studies/{study_id}")
+    client, study_id = _study(ctx, study_id)
+    detail = client.get(f"/studies/{study_id}")
     console.print(f"[bold]{detail['name']}[/bold] {detail['id']}: {detail['status']}")
     progress = detail["progress"]
     console.print(f"  {progress['finished']} of {progress['budget']} trials finished")
@@ -192,7 +202,8 @@ def trials(
     params: dict[str, Any] = {"sort": sort, "order": order, "limit": limit, "offset": offset}
     if state:
         params["state"] = state
-    page = _client(ctx).get(f"/studies/{study_id}/trials", **params)
+    client, study_id = _study(ctx, study_id)
+    page = client.get(f"/studies/{study_id}/trials", **params)
     rows = [_trial_row(t) for t in page["items"]]
     title = f"trials {offset + 1}–{offset + len(rows)} of {page['total']}"
     _table(title, TRIAL_COLUMNS + METRIC_COLUMNS, rows)
@@ -201,7 +212,8 @@ def trials(
 @app.command()
 def best(ctx: typer.Context, study_id: StudyId) -> None:
     """The best completed trial for each objective."""
-    items = _client(ctx).get(f"/studies/{study_id}/best")
+    client, study_id = _study(ctx, study_id)
+    items = client.get(f"/studies/{study_id}/best")
     rows = [[b["metric"], b["mode"], *_trial_row(b["trial"] or {})] for b in items]
     _table("best trials", ["objective", "mode", *TRIAL_COLUMNS, *METRIC_COLUMNS], rows)
 
@@ -212,13 +224,20 @@ def pareto(
 ) -> None:
     """The Pareto front over the study's objectives (or over metrics --x and --y)."""
     params = {k: v for k, v in (("x", x), ("y", y)) if v}
-    front = _client(ctx).get(f"/studies/{study_id}/pareto", **params)
+    client, study_id = _study(ctx, study_id)
+    front = client.get(f"/studies/{study_id}/pareto", **params)
     names = front["metrics"]
+    others = [m for m in METRIC_COLUMNS if m not in names]  # each metric once
     rows = [
-        [*(p["values"].get(n) for n in names), *_trial_row(p["trial"])] for p in front["items"]
+        [
+            *(p["values"].get(n) for n in names),
+            *(p["trial"].get(c) for c in TRIAL_COLUMNS),
+            *(p["trial"].get("final_metrics", {}).get(m) for m in others),
+        ]
+        for p in front["items"]
     ]
     title = f"Pareto front: {len(rows)} of {front['considered']} completed trials"
-    _table(title, [*names, *TRIAL_COLUMNS, *METRIC_COLUMNS], rows)
+    _table(title, [*names, *TRIAL_COLUMNS, *others], rows)
 
 
 @app.command()
@@ -233,7 +252,8 @@ def effects(
     params: dict[str, Any] = {"factor": factor, "metric": metric}
     if buckets:
         params["buckets"] = buckets
-    result = _client(ctx).get(f"/studies/{study_id}/effects", **params)
+    client, study_id = _study(ctx, study_id)
+    result = client.get(f"/studies/{study_id}/effects", **params)
     rows = [
         [lv["level"], lv["count"], lv["mean"], lv["std"], lv["ci_low"], lv["ci_high"]]
         for lv in result["levels"]
@@ -245,14 +265,16 @@ def effects(
 @app.command()
 def cancel(ctx: typer.Context, study_id: StudyId) -> None:
     """Stop a study's job; it ends as cancelled."""
-    study = _client(ctx).post(f"/studies/{study_id}/cancel")
+    client, study_id = _study(ctx, study_id)
+    study = client.post(f"/studies/{study_id}/cancel")
     console.print(f"study {study_id} {study['status']}")
 
 
 @app.command()
 def resume(ctx: typer.Context, study_id: StudyId) -> None:
     """Resume a failed, cancelled or orphaned study from the database."""
-    study = _client(ctx).post(f"/studies/{study_id}/resume")
+    client, study_id = _study(ctx, study_id)
+    study = client.post(f"/studies/{study_id}/resume")
     console.print(f"study {study_id} {study['status']} (Ray job {study['ray_job_id']})")
 
 
@@ -265,7 +287,8 @@ def export(
     per: Annotated[str, typer.Option(help="trial (final metrics) or epoch (curves)")] = "trial",
 ) -> None:
     """Download a study's results as CSV or Parquet."""
-    chunks = _client(ctx).stream(f"/studies/{study_id}/export", format=fmt, per=per)
+    client, study_id = _study(ctx, study_id)
+    chunks = client.stream(f"/studies/{study_id}/export", format=fmt, per=per)
     output.parent.mkdir(parents=True, exist_ok=True)
     with output.open("wb") as handle:
         for chunk in chunks:
@@ -277,14 +300,16 @@ def export(
 def report(
     ctx: typer.Context,
     study_ids: Annotated[
-        list[str], typer.Argument(help="a study id, or several to compare in one report")
+        list[str],
+        typer.Argument(help="a study id (or unique prefix), or several to compare in one report"),
     ],
     output: Annotated[Path, typer.Option("-o", "--output", help="directory")] = Path("report"),
 ) -> None:
     """Plots a person wants to look at (PNG) and an index.html with the best trials."""
     from service.client.report import write_report
 
-    index = write_report(_client(ctx), study_ids, output)
+    client = _client(ctx)
+    index = write_report(client, [client.resolve_study_id(i) for i in study_ids], output)
     console.print(f"report: {index}")
 
 

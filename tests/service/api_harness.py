@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import uvicorn
 from sqlalchemy.orm import Session, sessionmaker
 
 with warnings.catch_warnings():  # starlette's notice about httpx, not about our code
@@ -50,3 +56,29 @@ class Api:
     sessions: sessionmaker[Session]
     launcher: RecordingLauncher
     database_url: str
+
+
+@contextmanager
+def served(home: Path, database_url: str) -> Iterator[str]:
+    """The app over `database_url` served by uvicorn on a free loopback port, in a thread (no
+    launcher: nothing reaches Ray); yields its URL."""
+    from service.app import create_app
+    from service.ray_head import free_port
+    from studies.settings import Settings
+
+    port = free_port()
+    settings = Settings(
+        home=home, database_url=database_url, api_key="", ray_address="", api_port=port
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -11,14 +11,11 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
+from api_harness import served
 from factories import migrated_engine
 
-from service.app import create_app
-from service.ray_head import free_port
 from studies.catalog import FAMILIES
 from studies.policy import Limits, enforce
-from studies.settings import Settings
 from studies.spec import MAX_CHOICES, validate_spec
 
 
@@ -68,20 +65,8 @@ def test_the_largest_accepted_spec_is_checked_well_under_a_second() -> None:
 def live_api(tmp_path: Path, sqlite_url: str) -> Iterator[str]:
     """The app served by uvicorn on a free loopback port (no launcher: nothing reaches Ray)."""
     migrated_engine(sqlite_url).dispose()
-    port = free_port()
-    settings = Settings(
-        home=tmp_path / "home", database_url=sqlite_url, api_key="", ray_address="", api_port=port
-    )
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with served(tmp_path / "home", sqlite_url) as url:
+        yield url
 
 
 def test_health_answers_while_a_large_spec_is_parsed(live_api: str) -> None:
