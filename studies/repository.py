@@ -539,27 +539,6 @@ def record_metrics(
     return len(rows)
 
 
-def record_metrics_batch(*, session: Session, rows: Iterable[tuple[int, int, str, Any]]) -> int:
-    """Store many (trial_id, epoch, name, value) rows in one executemany, idempotently."""
-    latest: dict[tuple[int, int, str], float | None] = {}
-    for trial_id, epoch, name, value in rows:
-        latest[(trial_id, epoch, name)] = _finite(value)  # a repeat inside the batch: last wins
-    trial_ids = {trial_id for trial_id, _, _ in latest}
-    found = set(session.scalars(select(Trial.id).where(Trial.id.in_(trial_ids))))
-    if trial_ids - found:
-        raise TrialNotFound(min(trial_ids - found))
-    _upsert_metrics(
-        session,
-        [{"trial_id": t, "epoch": e, "name": n, "value": v} for (t, e, n), v in latest.items()],
-    )
-    for trial_id in trial_ids:
-        mine = [(e, n, v) for (t, e, n), v in latest.items() if t == trial_id]
-        accuracies = [v for _, n, v in mine if n == "val_acc" and v is not None]
-        _touch_trial(session, trial_id, max(e for e, _, _ in mine), max(accuracies, default=None))
-    session.expire_all()
-    return len(latest)
-
-
 def trial_metrics(
     *, session: Session, trial_id: int, names: Sequence[str] | None = None
 ) -> dict[str, list[tuple[int, float | None]]]:
@@ -573,23 +552,6 @@ def trial_metrics(
     for name, epoch, value in session.execute(query.order_by(Metric.name, Metric.epoch)):
         curves.setdefault(name, []).append((epoch, value))
     return curves
-
-
-def last_metric_values(*, session: Session, study_id: str, name: str) -> dict[int, float | None]:
-    """One metric at the last epoch each trial of a study reported it: {trial number: value}."""
-    last_epoch = (
-        select(func.max(Metric.epoch))
-        .where(Metric.trial_id == Trial.id, Metric.name == name)
-        .correlate(Trial)
-        .scalar_subquery()
-    )
-    query = (
-        select(Trial.number, Metric.value)
-        .join(Metric, Metric.trial_id == Trial.id)
-        .where(Trial.study_id == study_id, Metric.name == name, Metric.epoch == last_epoch)
-        .order_by(Trial.number)
-    )
-    return {number: value for number, value in session.execute(query)}
 
 
 # ---------------------------------------------------------------- service queries

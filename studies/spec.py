@@ -50,7 +50,6 @@ from studies.errors import InvalidSpec
 from studies.schedules import DecaySchedule
 from studies.spec_checks import MAX_GRID_POINTS, find_problems
 
-SCHEMA_VERSION = 1
 # Caps on the size of a spec: generous for any real study, and what keeps checking one cheap
 MAX_SPACE = 16  # searched parameters (ten names are searchable)
 MAX_CHOICES = 1000  # choices of one categorical parameter, values of one `when` condition

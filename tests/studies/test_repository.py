@@ -205,27 +205,6 @@ class TestRepositoryContract:
                 repo.record_metrics(session=session, trial_id=10**6, epoch=1, metrics={"a": 1})
         assert curves == {"val_acc": [(1, 0.6), (2, 0.4)], "train_loss": [(1, 0.9), (2, None)]}
 
-    def test_metric_batches_are_one_idempotent_write(self, sessions) -> None:
-        study_id = _study(sessions)
-        trial_ids = [_trial(sessions, study_id, n) for n in range(3)]
-        rows = [
-            (trial_id, epoch, name, epoch / 10 + i)
-            for i, trial_id in enumerate(trial_ids)
-            for epoch in range(1, 6)
-            for name in ("val_acc", "val_loss", "sparsity", "sparsity@1e-08")
-        ]
-        for _ in range(2):  # the whole batch delivered twice
-            with sessions.begin() as session:
-                assert repo.record_metrics_batch(session=session, rows=rows) == 60
-        with sessions() as session:
-            assert _count(session, Metric) == 60
-            trial = session.get(Trial, trial_ids[2])
-            assert trial is not None and (trial.epochs_done, trial.best_val_acc) == (5, 2.5)
-            curve = repo.trial_metrics(session=session, trial_id=trial_ids[1], names=["sparsity"])
-            with pytest.raises(TrialNotFound):
-                repo.record_metrics_batch(session=session, rows=[(10**6, 1, "a", 1.0)])
-        assert curve == {"sparsity": [(e, e / 10 + 1) for e in range(1, 6)]}
-
     def test_finish_trial_records_final_metrics_once(self, sessions) -> None:
         study_id = _study(sessions)
         done, diverged = _trial(sessions, study_id, 0), _trial(sessions, study_id, 1)
@@ -323,21 +302,6 @@ class TestRepositoryContract:
     ) -> None:
         with sessions() as session, pytest.raises(InvalidQuery):
             repo.list_trials(session=session, study_id=ten_trials, **query)
-
-    def test_last_metric_values_reads_each_trials_last_epoch(self, sessions) -> None:
-        study_id = _study(sessions)
-        epochs_by_trial = {0: 3, 1: 5, 2: 0}
-        for number, epochs in epochs_by_trial.items():
-            trial_id = _trial(sessions, study_id, number)
-            with sessions.begin() as session:
-                for epoch in range(1, epochs + 1):
-                    metrics = {"val_acc": number + epoch / 10, "other": 1.0}
-                    repo.record_metrics(
-                        session=session, trial_id=trial_id, epoch=epoch, metrics=metrics
-                    )
-        with sessions() as session:
-            last = repo.last_metric_values(session=session, study_id=study_id, name="val_acc")
-        assert last == {0: 0.3, 1: 1.5}  # trial 2 reported nothing
 
 
 @pytest.fixture(params=BACKENDS)

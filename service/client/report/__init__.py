@@ -17,14 +17,6 @@ from service.client.report.data import ReportData, fetch_report_data
 from service.client.report.html import render_html
 from service.client.report.merge import merge_report_data
 
-FIGURE_NAMES = (
-    "accuracy_vs_sparsity",
-    "p_effects",
-    "curves_by_schedule",
-    "weight_histogram",
-    "importance",
-)
-
 
 def build_plots(data: ReportData) -> list[plots.Plot]:
     """The five figures, each drawn or replaced by a note."""
