@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 # the names the spec checks against; REGULARIZERS below implements each family
 from studies.catalog import BASE_OPTIMIZERS, DECAY_SCALES, FAMILIES
+from studies.trial_config import spec_default
 
 # torch's fused Adam/SGD kernels exist for these devices (fused is the fastest base step).
 _FUSED_DEVICES = ("cpu", "cuda")
@@ -506,14 +507,14 @@ def make_optimizer(
     optimizer: str = "adam",
     family: str = "pwd",
     lr: float,
-    lam: float = 0.0,
-    p: float = 2.0,
-    decay_scale: str = "lr",
-    momentum: float = 0.9,
-    nesterov: bool = False,
+    lam: float = spec_default("lam"),
+    p: float = spec_default("p"),
+    decay_scale: str = spec_default("decay_scale"),
+    momentum: float = spec_default("momentum"),
+    nesterov: bool = spec_default("nesterov"),
     betas: tuple[float, float] = (0.9, 0.999),
     eps: float = 1e-8,
-    decay_all_params: bool = False,
+    decay_all_params: bool = spec_default("decay_all_params"),
     foreach: bool = True,
     fused: bool | None = None,
 ) -> DecayOptimizer:
