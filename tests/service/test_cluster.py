@@ -171,14 +171,15 @@ def metric_rows_per_trial(url: str, study_id: str) -> dict[int, tuple[int, int]]
 
 def test_trials_run_on_both_nodes(cluster: Cluster, service: tuple[Service, str]) -> None:
     running, url = service
-    study_id = submit(running, spec(n_trials=4, epochs=8, width=128))
+    # trials long enough to overlap on a busy machine (short ones can run one after the other)
+    study_id = submit(running, spec(n_trials=4, epochs=16, width=128))
     detail = wait_for_end(running, study_id)
     assert detail["status"] == "succeeded", running.log()
     rows = trials(running, study_id)
     assert [t["state"] for t in rows] == ["completed"] * 4
     # one CPU per node and per trial: two concurrent trials cannot share a node
     assert {t["node"] for t in rows} == {cluster.head_node_id, cluster.second_node_id}
-    assert all(counts[1] == 8 for counts in metric_rows_per_trial(url, study_id).values())
+    assert all(counts[1] == 16 for counts in metric_rows_per_trial(url, study_id).values())
 
 
 def test_a_node_that_dies_mid_study_loses_nothing(

@@ -448,9 +448,10 @@ def test_grace_period_switch_is_the_latest_switch_epoch(
     assert StudySpec.model_validate(make(changes)).grace_period_epochs() == expected
 
 
-def test_default_sampler_follows_the_number_of_objectives() -> None:
+def test_the_sampler_checked_is_the_one_named_else_tpe_which_the_default_ends_in() -> None:
     assert StudySpec.model_validate(BASE).sampler_name == "tpe"
-    assert StudySpec.model_validate(make({"objectives": TWO_OBJECTIVES})).sampler_name == "nsga2"
+    assert StudySpec.model_validate(make({"objectives": TWO_OBJECTIVES})).sampler_name == "tpe"
+    assert StudySpec.model_validate(make({"search.sampler": "nsga2"})).sampler_name == "nsga2"
 
 
 def test_objective_mode_defaults_to_the_metric_direction() -> None:
