@@ -21,10 +21,15 @@ bearer = HTTPBearer(auto_error=False, description="The service's DECAYLAB_API_KE
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 
-def check_key(expected: str, credentials: HTTPAuthorizationCredentials | None) -> None:
-    """401 unless the bearer token equals `expected` (compared in constant time)."""
+def key_matches(expected: str, credentials: HTTPAuthorizationCredentials | None) -> bool:
+    """Whether the bearer token equals `expected` (compared in constant time)."""
     given = credentials.credentials if credentials is not None else ""
-    if not hmac.compare_digest(given.encode(), expected.encode()) or not given:
+    return bool(given) and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def check_key(expected: str, credentials: HTTPAuthorizationCredentials | None) -> None:
+    """401 unless the bearer token equals `expected`."""
+    if not key_matches(expected, credentials):
         raise HTTPException(
             status_code=401,
             detail="a valid API key is required: send Authorization: Bearer <key>",
@@ -51,10 +56,7 @@ def require_read_key(settings: SettingsDep, credentials: Credentials) -> None:
 
 def has_key(settings: SettingsDep, credentials: Credentials) -> bool:
     """Whether this request may see what only the key opens (tracebacks, provenance)."""
-    if not settings.api_key:
-        return True
-    given = credentials.credentials if credentials is not None else ""
-    return bool(given) and hmac.compare_digest(given.encode(), settings.api_key.encode())
+    return not settings.api_key or key_matches(settings.api_key, credentials)
 
 
 def media_type(request: Request) -> str:

@@ -363,11 +363,20 @@ def mark_running_trials(
 DUPLICATE_ATTR = "duplicate_of"
 
 
+# databases whose Optuna tables were seen: they are never dropped, so each is looked up once
+# rather than on every GET of a study (a watching CLI polls it)
+_OPTUNA_TABLES_SEEN: set[str] = set()
+
+
 def count_duplicates(*, session: Session, optuna_study_name: str) -> int:
     """Suggestions of a study's search that were not trained again (read from Optuna's tables,
     which exist once the service or a driver has started)."""
-    if not inspect(session.get_bind()).has_table("trial_user_attributes"):
-        return 0
+    bind = session.get_bind()
+    database = bind.engine.url.render_as_string(hide_password=True)
+    if database not in _OPTUNA_TABLES_SEEN:
+        if not inspect(bind).has_table("trial_user_attributes"):
+            return 0
+        _OPTUNA_TABLES_SEEN.add(database)
     query = text(
         "SELECT count(*) FROM trial_user_attributes a"
         " JOIN trials t ON t.trial_id = a.trial_id"
